@@ -1,0 +1,29 @@
+"""enrich: LLM-written item and user profiles, embedded and stored as features for recommenders.
+
+Example:
+    >>> import polars as pl, enrich
+    >>> items = pl.DataFrame({"item_id": [1], "title": ["Heat (1995)"], "genres": ["Crime"]})
+    >>> out = enrich.profile_items(items, store="features.duckdb")  # doctest: +SKIP
+"""
+
+from enrich.config import EnrichSettings
+from enrich.errors import EnrichError, InputError, StoreError, TransientError
+from enrich.profiles import profile_items
+from enrich.prompts import PromptTemplate
+from enrich.report import RunReport
+from enrich.schemas import ItemProfile, UserProfile
+from enrich.store import Store
+
+__all__ = [
+    "EnrichError",
+    "EnrichSettings",
+    "InputError",
+    "ItemProfile",
+    "PromptTemplate",
+    "RunReport",
+    "Store",
+    "StoreError",
+    "TransientError",
+    "UserProfile",
+    "profile_items",
+]

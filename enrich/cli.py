@@ -1,0 +1,102 @@
+"""The ``enrich`` command line: ``enrich demo``, ``enrich items``, ``enrich runs``.
+
+Example:
+    $ enrich demo --limit 20
+    $ enrich items catalogue.parquet --id-col item_id --store features.duckdb
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from enrich.errors import EnrichError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="enrich", description="LLM-written item and user profiles as recommender features."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="profile a MovieLens 100K sample and query the result")
+    demo.add_argument("--data", type=Path, help="ml-100k folder (default: ../shared/data/ml-100k)")
+    demo.add_argument("--store", type=Path, default=Path("demo.duckdb"), help="DuckDB file")
+    size = demo.add_mutually_exclusive_group()
+    size.add_argument("--limit", type=int, default=40, help="items to profile (default 40)")
+    size.add_argument("--all", action="store_true", help="profile every item")
+    demo.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
+
+    items = sub.add_parser("items", help="profile the items of a CSV or Parquet file")
+    items.add_argument("source", type=Path, help="a .csv or .parquet file")
+    items.add_argument("--id-col", default="item_id")
+    items.add_argument("--text-cols", nargs="+", help="columns to describe (default: all text)")
+    items.add_argument("--store", type=Path, required=True, help="DuckDB file to upsert into")
+    items.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
+
+    runs = sub.add_parser("runs", help="show the run ledger of a store")
+    runs.add_argument("--store", type=Path, required=True)
+    runs.add_argument("--last", type=int, default=10)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from enrich.demo import run_demo
+
+            run_demo(args.data, args.store, None if args.all else args.limit, args.llm)
+        elif args.command == "items":
+            _items(args)
+        elif args.command == "runs":
+            _runs(args)
+    except EnrichError as exc:
+        print(f"enrich: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _items(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from enrich.profiles import profile_items
+
+    source: Path = args.source
+    frame = pl.read_parquet(source) if source.suffix == ".parquet" else pl.read_csv(source)
+    with tqdm(total=frame.height, unit="item") as bar:
+        _, report = profile_items(
+            frame,
+            id_col=args.id_col,
+            text_cols=args.text_cols,
+            store=str(args.store),
+            llm=args.llm,
+            progress=bar.update,
+            with_report=True,
+        )
+    print(report.summary())
+
+
+def _runs(args: argparse.Namespace) -> None:
+    from enrich.store import Store
+
+    store = Store.open(args.store, read_only=True)
+    with pl.Config(tbl_cols=-1, tbl_width_chars=200):
+        print(
+            pl.from_arrow(
+                store.con.execute(
+                    "SELECT run_id[:8] AS run, kind, started_at, status, rows_in, rows_skipped, "
+                    "cache_hits, rows_generated, rows_failed, llm_calls, tokens_in, tokens_out, "
+                    "round(total_seconds, 1) AS seconds FROM runs ORDER BY started_at DESC LIMIT ?",
+                    [args.last],
+                ).to_arrow_table()
+            )
+        )
+    store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

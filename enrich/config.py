@@ -1,0 +1,43 @@
+"""Run settings: typed, documented, read from ``ENRICH_*`` environment variables.
+
+Example:
+    >>> EnrichSettings(max_concurrency=8).chunk_size
+    64
+    >>> # or: ENRICH_MAX_CONCURRENCY=8 in the environment, then EnrichSettings()
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EnrichSettings(BaseSettings):
+    """How a run calls the LLM: concurrency, chunking, retries, rate limits and budget."""
+
+    model_config = SettingsConfigDict(env_prefix="ENRICH_", frozen=True)
+
+    max_concurrency: int = Field(4, ge=1)
+    """LLM requests in flight at once (a served model batches them; the embedded one queues)."""
+    chunk_size: int = Field(64, ge=1)
+    """Rows per chunk: each chunk is generated, embedded and committed before the next starts."""
+    max_retries: int = Field(3, ge=0)
+    """Retries of a request that failed with a transient error (429, 5xx, timeout, connection)."""
+    fix_attempts: int = Field(1, ge=0)
+    """Extra requests for an answer that failed validation, with the error fed back."""
+    timeout_s: float = Field(120.0, gt=0)
+    """Per-request timeout for the OpenAI-compatible clients enrich builds."""
+    requests_per_minute: float | None = Field(None, gt=0)
+    """Request rate cap; None: no cap."""
+    tokens_per_minute: float | None = Field(None, gt=0)
+    """Token rate cap (input tokens estimated before sending); None: no cap."""
+    max_tokens_total: int | None = Field(None, gt=0)
+    """Stop starting new chunks once this many tokens were spent; the rest is recorded."""
+    max_cost: float | None = Field(None, gt=0)
+    """Stop starting new chunks once this cost was reached; the rest is recorded."""
+    price_in_per_mtok: float = Field(0.0, ge=0)
+    """Price of one million input tokens (0 for local models), for the ``cost`` column."""
+    price_out_per_mtok: float = Field(0.0, ge=0)
+    """Price of one million output tokens."""
+    structured_method: str | None = None
+    """Force LangChain's structured-output method (json_schema, function_calling, json_mode)."""

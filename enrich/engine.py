@@ -1,0 +1,300 @@
+"""The LLM batch engine: cache, dedup, concurrency, rate limits, retries, validation, accounting.
+
+One engine serves items and users alike. Given requests (chat messages), it returns one
+:class:`Answer` per distinct prompt: a validated output, or the error that stopped it. Nothing
+is raised for a single bad row.
+
+Example:
+    >>> engine = LLMEngine(resolve_llm(None), ItemProfile, "item-profile-v1-abc", Store.open(None))
+    >>> answers = engine.run({"k1": messages})        # doctest: +SKIP
+    >>> answers["k1"].output["summary"]               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import LLMResult
+from langchain_core.runnables import RunnableLambda
+from pydantic import BaseModel, ValidationError
+
+from enrich.config import EnrichSettings
+from enrich.errors import TransientError, redact
+from enrich.limits import RateLimiter
+from enrich.llm import decoding_params, model_id, structured
+from enrich.prompts import estimate_tokens
+from enrich.store import Store
+
+
+@dataclass
+class Answer:
+    """The outcome of one distinct prompt."""
+
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    stage: str = "llm"
+    raw: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.output is not None
+
+
+@dataclass
+class Usage:
+    """Counters of one run, updated from LangChain callbacks (thread-safe)."""
+
+    llm_calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    llm_seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, calls: int = 0, tokens_in: int = 0, tokens_out: int = 0) -> None:
+        with self._lock:
+            self.llm_calls += calls
+            self.tokens_in += tokens_in
+            self.tokens_out += tokens_out
+
+
+class _Counter(BaseCallbackHandler):
+    """Counts every request sent (retries included) and the tokens the provider reports."""
+
+    def __init__(self, usage: Usage, on_call: Callable[[], None] | None) -> None:
+        self.usage = usage
+        self.on_call = on_call
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+        self.usage.add(calls=1)
+
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        for generations in response.generations:
+            for gen in generations:
+                meta = getattr(getattr(gen, "message", None), "usage_metadata", None) or {}
+                self.usage.add(
+                    tokens_in=meta.get("input_tokens", 0), tokens_out=meta.get("output_tokens", 0)
+                )
+        if self.on_call:
+            self.on_call()
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    kinds: list[type[BaseException]] = [TransientError, TimeoutError, ConnectionError]
+    try:
+        import openai
+
+        kinds += [
+            openai.RateLimitError,
+            openai.APITimeoutError,
+            openai.APIConnectionError,
+            openai.InternalServerError,
+        ]
+    except ImportError:  # pragma: no cover - openai comes with langchain-openai
+        pass
+    try:
+        import httpx
+
+        kinds += [httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError]
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(kinds)
+
+
+class LLMEngine:
+    """Structured LLM calls for many prompts, paid for at most once each."""
+
+    def __init__(
+        self,
+        llm: BaseChatModel,
+        schema: type[BaseModel],
+        prompt_version: str,
+        store: Store,
+        settings: EnrichSettings | None = None,
+        on_call: Callable[[], None] | None = None,
+    ) -> None:
+        self.llm = llm
+        self.schema = schema
+        self.prompt_version = prompt_version
+        self.store = store
+        self.settings = settings or EnrichSettings()
+        self.model = model_id(llm)
+        self.usage = Usage()
+        self._fingerprint = json.dumps(
+            {
+                "model": self.model,
+                "params": decoding_params(llm),
+                "prompt_version": prompt_version,
+                "schema": schema.model_json_schema(),
+                "method": self.settings.structured_method,
+            },
+            sort_keys=True,
+            default=str,
+        )
+        self._limiter = RateLimiter(
+            self.settings.requests_per_minute, self.settings.tokens_per_minute
+        )
+        self._counter = _Counter(self.usage, on_call)
+        self._runnable = (
+            RunnableLambda(self._throttle)
+            | structured(llm, schema, self.settings.structured_method)
+        ).with_retry(
+            retry_if_exception_type=_transient_errors(),
+            stop_after_attempt=self.settings.max_retries + 1,
+            wait_exponential_jitter=True,
+        )
+
+    # -- keys and budget -------------------------------------------------------------------------
+
+    def cache_key(self, messages: list[BaseMessage]) -> str:
+        """Content address of a request: model, decoding params, prompt version, schema, input."""
+        payload = json.dumps([(m.type, m.text) for m in messages], ensure_ascii=False)
+        return hashlib.sha256(
+            (self._fingerprint + payload).encode("utf-8", "surrogatepass")
+        ).hexdigest()
+
+    @property
+    def cost(self) -> float:
+        s = self.settings
+        return (
+            self.usage.tokens_in * s.price_in_per_mtok
+            + self.usage.tokens_out * s.price_out_per_mtok
+        ) / 1e6
+
+    def budget_left(self) -> bool:
+        s = self.settings
+        spent = self.usage.tokens_in + self.usage.tokens_out
+        if s.max_tokens_total is not None and spent >= s.max_tokens_total:
+            return False
+        return not (s.max_cost is not None and self.cost >= s.max_cost)
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def run(self, requests: Mapping[str, list[BaseMessage]]) -> dict[str, Answer]:
+        """Answers for ``{cache_key: messages}``: from the cache where possible, else the LLM.
+
+        Successful answers are written to the cache before returning.
+        """
+        answers: dict[str, Answer] = {}
+        for key, (output, tin, tout) in self.store.cache_get(list(requests)).items():
+            if self._valid(output) is not None:
+                answers[key] = Answer(output=output, tokens_in=tin, tokens_out=tout, cached=True)
+        todo = {k: m for k, m in requests.items() if k not in answers}
+        started = time.perf_counter()
+        fresh = self._generate(todo)
+        self.usage.llm_seconds += time.perf_counter() - started
+        self.store.cache_put(
+            pa.table(
+                {
+                    "key": [k for k, a in fresh.items() if a.ok],
+                    "model": [self.model for a in fresh.values() if a.ok],
+                    "prompt_version": [self.prompt_version for a in fresh.values() if a.ok],
+                    "output": [json.dumps(a.output) for a in fresh.values() if a.ok],
+                    "tokens_in": pa.array(
+                        [a.tokens_in for a in fresh.values() if a.ok], pa.int32()
+                    ),
+                    "tokens_out": pa.array(
+                        [a.tokens_out for a in fresh.values() if a.ok], pa.int32()
+                    ),
+                }
+            )
+        )
+        return answers | fresh
+
+    def _generate(self, todo: Mapping[str, list[BaseMessage]]) -> dict[str, Answer]:
+        """Concurrent calls, then bounded re-asks with the validation error fed back."""
+        answers: dict[str, Answer] = {}
+        pending = dict(todo)
+        for attempt in range(self.settings.fix_attempts + 1):
+            if not pending:
+                break
+            keys = list(pending)
+            results = self._runnable.batch(
+                [pending[k] for k in keys],
+                config={
+                    "max_concurrency": self.settings.max_concurrency,
+                    "callbacks": [self._counter],
+                },
+                return_exceptions=True,
+            )
+            retry: dict[str, list[BaseMessage]] = {}
+            for key, result in zip(keys, results, strict=True):
+                answer = self._answer(result)
+                answers[key] = answer
+                if answer.stage == "validation" and attempt < self.settings.fix_attempts:
+                    retry[key] = [
+                        *pending[key],
+                        AIMessage(answer.raw or ""),
+                        HumanMessage(
+                            "That answer does not fit the required JSON schema: "
+                            f"{answer.error}. Reply again with one JSON object that fits it."
+                        ),
+                    ]
+            pending = retry
+        return answers
+
+    def _answer(self, result: Any) -> Answer:
+        if isinstance(result, BaseException):
+            return Answer(error=redact(f"{type(result).__name__}: {result}")[:2000], stage="llm")
+        raw_msg = result.get("raw")
+        raw = _raw_text(raw_msg)
+        meta = getattr(raw_msg, "usage_metadata", None) or {}
+        tin, tout = meta.get("input_tokens", 0), meta.get("output_tokens", 0)
+        parsed = result.get("parsed")
+        if isinstance(parsed, BaseModel):
+            parsed = parsed.model_dump(mode="json")
+        output = self._valid(parsed) if isinstance(parsed, dict) else None
+        if output is None:
+            error = result.get("parsing_error") or self._validation_error(parsed)
+            finish = (getattr(raw_msg, "response_metadata", None) or {}).get("finish_reason")
+            reason = f"{error}" + (" (the answer hit max_tokens)" if finish == "length" else "")
+            return Answer(
+                error=redact(reason)[:2000],
+                stage="validation",
+                raw=redact(raw)[:20000],
+                tokens_in=tin,
+                tokens_out=tout,
+            )
+        return Answer(output=output, raw=raw, tokens_in=tin, tokens_out=tout)
+
+    def _valid(self, output: Any) -> dict[str, Any] | None:
+        try:
+            return self.schema.model_validate(output).model_dump(mode="json")
+        except ValidationError:
+            return None
+
+    def _validation_error(self, parsed: Any) -> str:
+        if parsed is None:
+            return "the model returned no parsable answer"
+        try:
+            self.schema.model_validate(parsed)
+        except ValidationError as exc:
+            return str(exc).replace("\n", " ")
+        return "invalid answer"
+
+    def _throttle(self, messages: Any) -> Any:
+        if self.settings.requests_per_minute or self.settings.tokens_per_minute:
+            text = " ".join(getattr(m, "text", str(m)) for m in messages)
+            self._limiter.acquire(estimate_tokens(text) + 300)
+        return messages
+
+
+def _raw_text(message: Any) -> str:
+    if message is None:
+        return ""
+    calls = getattr(message, "tool_calls", None)
+    if calls:
+        return json.dumps([c.get("args") for c in calls])
+    return str(getattr(message, "text", "") or message.content or "")

@@ -1,0 +1,156 @@
+"""Turning the caller's frame into validated rows of text, with a content hash per row.
+
+Accepts polars, pandas or a pyarrow Table. The id column keeps its dtype in the output; text
+columns of any type are rendered as text (lists joined, structs as JSON, bytes decoded).
+
+Example:
+    >>> import polars as pl
+    >>> rows = prepare(pl.DataFrame({"item_id": [1], "title": ["Heat (1995)"]}), "item_id")
+    >>> rows.text_cols, rows.frame["_key"].to_list()
+    (['title'], ['1'])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from enrich.errors import InputError
+
+KEY = "_key"
+HASH = "input_hash"
+_STRINGY = (pl.Utf8, pl.Categorical, pl.Enum)
+
+
+@dataclass(frozen=True)
+class PreparedRows:
+    """Rows ready to render: ``frame`` has the id, ``_key`` (id as text), text columns, hash."""
+
+    frame: pl.DataFrame
+    id_col: str
+    text_cols: list[str]
+
+
+def to_polars(data: Any) -> pl.DataFrame:
+    """Polars, pandas or Arrow in; polars out. Anything else is an ``InputError``."""
+    if isinstance(data, pl.DataFrame):
+        return data
+    if isinstance(data, pl.LazyFrame):
+        return data.collect()
+    module = type(data).__module__.split(".")[0]
+    try:
+        if module == "pandas":
+            return pl.from_pandas(data)
+        if module == "pyarrow":
+            result = pl.from_arrow(data)
+            if isinstance(result, pl.DataFrame):
+                return result
+    except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+        raise InputError(
+            f"could not read the {module} frame: {exc}. Columns of mixed types (e.g. ids that are "
+            "partly numbers, partly text) must be cast to one type first, e.g. .astype(str)"
+        ) from exc
+    raise InputError(
+        f"expected a polars, pandas or pyarrow frame, got {type(data).__name__}; "
+        "wrap records with polars.DataFrame(records)"
+    )
+
+
+def prepare(
+    data: Any,
+    id_col: str,
+    text_cols: Sequence[str] | None = None,
+    template_fields: Sequence[str] = (),
+) -> PreparedRows:
+    """Validate ids and text columns, render text values and hash each row's content."""
+    frame = to_polars(data)
+    if id_col not in frame.columns:
+        raise InputError(
+            f"id column {id_col!r} not found; columns are {frame.columns}. "
+            "Pass id_col= naming the column that identifies each row"
+        )
+    _check_ids(frame, id_col)
+    cols = _choose_text_cols(frame, id_col, text_cols, template_fields)
+    texts = frame.select(
+        pl.col(id_col),
+        pl.col(id_col).cast(pl.Utf8).alias(KEY),
+        *[_as_text(frame.schema[c], c) for c in cols],
+    )
+    hashes = [row_hash(dict(zip(cols, row, strict=True))) for row in texts.select(cols).iter_rows()]
+    return PreparedRows(texts.with_columns(pl.Series(HASH, hashes)), id_col, cols)
+
+
+def row_hash(values: dict[str, str | None]) -> str:
+    """Content hash of one row's text: independent of column order and of the frame library."""
+    canonical = json.dumps(
+        {k: v for k, v in values.items() if v is not None}, sort_keys=True, ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _check_ids(frame: pl.DataFrame, id_col: str) -> None:
+    ids = frame.get_column(id_col)
+    if ids.dtype in (pl.Float32, pl.Float64) or ids.dtype.is_nested():
+        raise InputError(
+            f"id column {id_col!r} has dtype {ids.dtype}; ids must be integers or strings. "
+            f"Cast it, e.g. pl.col({id_col!r}).cast(pl.Int64)"
+        )
+    nulls = frame.with_row_index("_row").filter(pl.col(id_col).is_null())["_row"]
+    if len(nulls):
+        raise InputError(
+            f"id column {id_col!r} has {len(nulls)} null value(s), at row(s) "
+            f"{nulls.head(10).to_list()}; drop or fill those rows first"
+        )
+    dupes = ids.filter(ids.is_duplicated()).unique(maintain_order=True)
+    if len(dupes):
+        raise InputError(
+            f"id column {id_col!r} has {len(dupes)} duplicated id(s), e.g. "
+            f"{dupes.head(5).to_list()}; each id must appear once. Deduplicate first, e.g. "
+            f"df.unique(subset={id_col!r}, keep='last')"
+        )
+
+
+def _choose_text_cols(
+    frame: pl.DataFrame,
+    id_col: str,
+    text_cols: Sequence[str] | None,
+    template_fields: Sequence[str],
+) -> list[str]:
+    if text_cols is None and template_fields:
+        text_cols = list(dict.fromkeys(template_fields))
+    if text_cols is None:
+        cols = [c for c, t in frame.schema.items() if c != id_col and isinstance(t, _STRINGY)]
+        if not cols:
+            raise InputError(
+                f"no text columns besides {id_col!r} among {frame.columns}; "
+                "pass text_cols=[...] naming the columns to describe"
+            )
+        return cols
+    missing = [c for c in text_cols if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"text column(s) {missing} not found; columns are {frame.columns}. "
+            "Fix text_cols= or the row template"
+        )
+    if not text_cols:
+        raise InputError("text_cols is empty; name at least one column to describe")
+    return list(text_cols)
+
+
+def _as_text(dtype: pl.DataType, col: str) -> pl.Expr:
+    """An expression rendering any column as text (None stays None)."""
+    expr = pl.col(col)
+    if isinstance(dtype, pl.List | pl.Array):
+        return expr.cast(pl.List(pl.Utf8)).list.join(", ").alias(col)
+    if isinstance(dtype, pl.Struct):
+        return expr.struct.json_encode().alias(col)
+    if dtype == pl.Binary:
+        return expr.map_elements(
+            lambda b: b.decode("utf-8", errors="replace"), return_dtype=pl.Utf8
+        ).alias(col)
+    return expr.cast(pl.Utf8).alias(col)

@@ -1,0 +1,280 @@
+"""One enrichment run, for items or users: skip what is stored, generate, embed, upsert, account.
+
+:func:`enrich.profile_items` and :func:`enrich.profile_users` build the prompts and call
+:func:`run_job`; everything after the prompt is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+from langchain_core.messages import BaseMessage
+
+from enrich.config import EnrichSettings
+from enrich.embedding import Embedder, embed_texts
+from enrich.engine import Answer, LLMEngine
+from enrich.errors import redact
+from enrich.inputs import HASH, KEY
+from enrich.report import RunReport, _now
+from enrich.schemas import profile_text
+from enrich.store import PROFILE_TABLES, Store
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class JobInput:
+    """Rows to profile: ``frame`` has ``_key`` and ``input_hash`` (+ stored extras), one message
+    list per row (``None`` where the row has nothing to describe: recorded as an input error)."""
+
+    frame: pl.DataFrame
+    messages: list[list[BaseMessage] | None]
+    empty_reason: str = "the row has no text to describe"
+    extra_cols: tuple[str, ...] = ()
+
+
+def run_job(
+    kind: str,
+    job: JobInput,
+    engine: LLMEngine,
+    embedder: Embedder,
+    store: Store,
+    settings: EnrichSettings,
+    progress: Progress | None = None,
+) -> tuple[pl.DataFrame, RunReport]:
+    """Run one enrichment; returns the profile rows (one per input row) and the report."""
+    started = time.perf_counter()
+    report = RunReport(
+        kind=kind,
+        model=engine.model,
+        prompt_version=engine.prompt_version,
+        embedding_model=embedder.name,
+        rows_in=job.frame.height,
+    )
+    store.ensure_profile_tables(embedder.dim)
+    store.record_run(report.as_row())
+    try:
+        fresh = _enrich(kind, job, engine, embedder, store, settings, report, progress)
+    except BaseException as exc:
+        report.status, report.error = "failed", redact(f"{type(exc).__name__}: {exc}")[:2000]
+        _finish(report, engine, store, started)
+        raise
+    _finish(report, engine, store, started)
+    return _output(kind, job.frame, fresh, store, report), report
+
+
+def _enrich(
+    kind: str,
+    job: JobInput,
+    engine: LLMEngine,
+    embedder: Embedder,
+    store: Store,
+    settings: EnrichSettings,
+    report: RunReport,
+    progress: Progress | None,
+) -> list[pl.DataFrame]:
+    frame = job.frame.with_columns(pl.Series("_msg", range(job.frame.height), pl.Int64))
+    done = store.already_profiled(
+        kind, frame.select(KEY, HASH), engine.model, engine.prompt_version
+    )
+    report.rows_skipped = done.height
+    todo = frame.join(done.select(KEY), on=KEY, how="anti", maintain_order="left")
+    seen: dict[str, Answer] = {}  # answers of this run, so repeated prompts are sent once
+    fresh: list[pl.DataFrame] = []
+    for start in range(0, todo.height, settings.chunk_size):
+        chunk = todo.slice(start, settings.chunk_size)
+        if not engine.budget_left():
+            report.status = "budget_exceeded"
+            _record_failures(
+                store,
+                report,
+                chunk[KEY].to_list(),
+                "budget",
+                "the run's token/cost budget was spent before this row; run again",
+            )
+            continue
+        fresh.append(_chunk(kind, chunk, job, engine, embedder, store, report, seen))
+        if progress:
+            progress(chunk.height)
+    return fresh
+
+
+def _chunk(
+    kind: str,
+    chunk: pl.DataFrame,
+    job: JobInput,
+    engine: LLMEngine,
+    embedder: Embedder,
+    store: Store,
+    report: RunReport,
+    seen: dict[str, Answer],
+) -> pl.DataFrame:
+    keys: list[str] = chunk[KEY].to_list()
+    messages = [job.messages[i] for i in chunk["_msg"].to_list()]
+    empty = [k for k, m in zip(keys, messages, strict=True) if m is None]
+    cache_keys = [engine.cache_key(m) if m is not None else None for m in messages]
+    requests = {ck: m for ck, m in zip(cache_keys, messages, strict=True) if ck and ck not in seen}
+    answers = engine.run(requests)
+    ok_keys, outputs, failures = [], [], []
+    counted: set[str] = set()
+    generated = hits = 0
+    for key, ck in zip(keys, cache_keys, strict=True):
+        if ck is None:
+            continue
+        answer = seen.get(ck) or answers[ck]
+        if not answer.ok:
+            failures.append((key, answer.stage, answer.error or "failed", answer.raw))
+            continue
+        fresh_call = ck in answers and not answer.cached and ck not in counted
+        counted.add(ck)
+        generated += fresh_call
+        hits += not fresh_call
+        ok_keys.append(key)
+        outputs.append(answer.output)
+    seen.update(answers)
+    rows = chunk.filter(pl.col(KEY).is_in(ok_keys)) if ok_keys else chunk.clear()
+    table = pl.DataFrame()
+    if ok_keys:
+        texts = [profile_text(engine.schema.model_validate(o)) for o in outputs]
+        t0 = time.perf_counter()
+        try:
+            vectors = embed_texts(embedder, texts, store)
+        except Exception as exc:  # no row is stored without its embedding
+            error = redact(f"{type(exc).__name__}: {exc}")[:2000]
+            failures += [(k, "embedding", error, None) for k in ok_keys]
+        else:
+            report.rows_generated += generated
+            report.cache_hits += hits
+            report.embed_seconds += time.perf_counter() - t0
+            by_key = dict(zip(ok_keys, range(len(ok_keys)), strict=True))
+            order = [by_key[k] for k in rows[KEY].to_list()]
+            table = _profile_rows(
+                kind,
+                rows,
+                job,
+                engine,
+                embedder,
+                report,
+                [texts[i] for i in order],
+                [outputs[i] for i in order],
+                vectors[order],
+            )
+    with store.transaction():
+        if table.height:
+            store.upsert_profiles(kind, table.to_arrow())
+        _record_failures(store, report, empty, "input", job.empty_reason, in_transaction=True)
+        _record_errors(store, report, failures)
+    return table
+
+
+def _profile_rows(
+    kind: str,
+    rows: pl.DataFrame,
+    job: JobInput,
+    engine: LLMEngine,
+    embedder: Embedder,
+    report: RunReport,
+    texts: list[str],
+    outputs: list[dict[str, Any]],
+    vectors: Any,
+) -> pl.DataFrame:
+    _, id_col = PROFILE_TABLES[kind]
+    return rows.select(
+        pl.col(KEY).alias(id_col),
+        pl.lit(engine.model).alias("model"),
+        pl.lit(engine.prompt_version).alias("prompt_version"),
+        *[pl.col(c) for c in job.extra_cols if c.startswith("as_of")],
+        pl.col(HASH),
+        *[pl.col(c) for c in job.extra_cols if not c.startswith("as_of")],
+        pl.Series("profile_text", texts, pl.Utf8),
+        pl.Series("attributes", [json.dumps(o) for o in outputs], pl.Utf8),
+        pl.Series("embedding", vectors, pl.Array(pl.Float32, embedder.dim)),
+        pl.lit(embedder.name).alias("embedding_model"),
+        pl.lit(report.run_id).alias("run_id"),
+        pl.lit(_now()).alias("created_at"),
+    )
+
+
+def _record_errors(
+    store: Store, report: RunReport, failures: list[tuple[str, str, str, str | None]]
+) -> None:
+    if not failures:
+        return
+    report.rows_failed += len(failures)
+    report.failures.update({f[0]: f"{f[1]}: {f[2]}" for f in failures})
+    store.record_errors(
+        pa.table(
+            {
+                "run_id": [report.run_id] * len(failures),
+                "kind": [report.kind] * len(failures),
+                "entity_id": [f[0] for f in failures],
+                "stage": [f[1] for f in failures],
+                "error": [f[2] for f in failures],
+                "raw_output": pa.array([f[3] for f in failures], pa.string()),
+            }
+        )
+    )
+
+
+def _record_failures(
+    store: Store,
+    report: RunReport,
+    keys: list[str],
+    stage: str,
+    error: str,
+    in_transaction: bool = False,
+) -> None:
+    failures = [(k, stage, error, None) for k in keys]
+    if in_transaction:
+        _record_errors(store, report, failures)
+    else:
+        with store.transaction():
+            _record_errors(store, report, failures)
+
+
+def _finish(report: RunReport, engine: LLMEngine, store: Store, started: float) -> None:
+    usage = engine.usage
+    report.llm_calls, report.tokens_in, report.tokens_out = (
+        usage.llm_calls,
+        usage.tokens_in,
+        usage.tokens_out,
+    )
+    report.cost, report.llm_seconds = engine.cost, usage.llm_seconds
+    report.finished_at = _now()
+    report.total_seconds = time.perf_counter() - started
+    if report.status == "running":
+        report.status = "partial" if report.rows_failed else "ok"
+    store.record_run(report.as_row())
+
+
+def _output(
+    kind: str, frame: pl.DataFrame, fresh: list[pl.DataFrame], store: Store, report: RunReport
+) -> pl.DataFrame:
+    """One row per input row: the stored profile (new or skipped), or nulls and the error."""
+    _, id_col = PROFILE_TABLES[kind]
+    new = (
+        pl.concat([f for f in fresh if f.height], how="vertical")
+        if any(f.height for f in fresh)
+        else None
+    )
+    new_keys = set(new[id_col].to_list()) if new is not None else set()
+    old_keys = [k for k in frame[KEY].to_list() if k not in new_keys]
+    old = store.read_profiles(kind, old_keys, report.model, report.prompt_version)
+    parts = [p for p in (new, old if old.height else None) if p is not None]
+    profiles = (
+        pl.concat([p.select(parts[0].columns) for p in parts], how="vertical_relaxed")
+        if parts
+        else None
+    )
+    base = frame.select(pl.exclude("_msg"))
+    if profiles is None:
+        return base.with_columns(pl.lit(None, pl.Utf8).alias("profile_text"))
+    profiles = profiles.drop(HASH).rename({id_col: KEY})
+    drop = [c for c in profiles.columns if c != KEY and c in base.columns]
+    return base.join(profiles.drop(drop), on=KEY, how="left", maintain_order="left")

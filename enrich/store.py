@@ -1,0 +1,269 @@
+"""The DuckDB feature store: profiles, LLM and embedding caches, the run ledger and error rows.
+
+Writes go through Arrow in bulk inside transactions, so a reader never sees half a chunk.
+Upserts are idempotent: writing a row again with the same ``input_hash`` changes nothing.
+
+Example:
+    >>> store = Store.open("features.duckdb")   # or Store.open(None) for an in-memory store
+    >>> store.con.sql("SELECT count(*) FROM runs").fetchone()
+    (0,)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from enrich.errors import StoreError
+from enrich.sqlfiles import read_sql, sql_files
+
+SCHEMA_VERSION = 1
+PROFILE_TABLES = {"items": ("item_profiles", "item_id"), "users": ("user_profiles", "user_id")}
+_MIGRATION = re.compile(r"^(\d{4})_.*\.sql$")
+
+
+class Store:
+    """A DuckDB feature store (a file, an open connection, or ``None`` for memory)."""
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, path: str | None = None, read_only: bool = False
+    ) -> None:
+        self.con = con
+        self.path = path
+        if read_only:
+            self._check_version()
+        else:
+            self._migrate()
+
+    @classmethod
+    def open(
+        cls, target: str | Path | duckdb.DuckDBPyConnection | Store | None, read_only: bool = False
+    ) -> Store:
+        """Open (creating and migrating if needed) the store at ``target``."""
+        if isinstance(target, Store):
+            return target
+        if isinstance(target, duckdb.DuckDBPyConnection):
+            return cls(target)
+        path = ":memory:" if target is None else str(target)
+        try:
+            con = duckdb.connect(path, read_only=read_only)
+        except duckdb.Error as exc:
+            raise translate_error(exc, path) from None
+        return cls(con, path, read_only)
+
+    def close(self) -> None:
+        self.con.close()
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS enrich_schema_version "
+            "(version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
+        )
+        current = self._check_version()
+        for path in sql_files("migrations"):
+            match = _MIGRATION.match(path.name)
+            if match and int(match.group(1)) > current:
+                with self.transaction():
+                    self.con.execute(path.read_text(encoding="utf-8"))
+                    self.con.execute(
+                        "INSERT INTO enrich_schema_version VALUES (?, now())", [int(match.group(1))]
+                    )
+
+    def _check_version(self) -> int:
+        current = self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.path or ''} has schema version {current}, newer than this enrich "
+                f"({SCHEMA_VERSION}); upgrade enrich to open it"
+            )
+        return current
+
+    def schema_version(self) -> int:
+        row = self.con.execute(
+            "SELECT coalesce(max(version), 0) FROM enrich_schema_version"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def embedding_dim(self) -> int | None:
+        row = self.con.execute(
+            "SELECT value FROM store_meta WHERE key = 'embedding_dim'"
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def ensure_profile_tables(self, dim: int) -> None:
+        """Create the profile tables and views for ``dim``-d embeddings, or check the dimension."""
+        existing = self.embedding_dim()
+        if existing is not None and existing != dim:
+            raise StoreError(
+                f"store {self.path or ''} holds {existing}-d embeddings; this embedder gives "
+                f"{dim}-d. "
+                "Use the same embedder or another store file"
+            )
+        if existing is None:
+            with self.transaction():
+                self.con.execute(read_sql("tables/profiles.sql").replace("{dim}", str(int(dim))))
+                self.con.execute("INSERT INTO store_meta VALUES ('embedding_dim', ?)", [str(dim)])
+                for view in sql_files("views"):
+                    self.con.execute(view.read_text(encoding="utf-8"))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing: readers see either none or all of what is written inside."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    # -- profiles -------------------------------------------------------------------------------
+
+    def already_profiled(
+        self, kind: str, keys: pl.DataFrame, model: str, prompt_version: str
+    ) -> pl.DataFrame:
+        """The subset of ``keys`` (``_key``, ``input_hash``) stored with this model and prompt."""
+        table, id_col = PROFILE_TABLES[kind]
+        if self.embedding_dim() is None or keys.is_empty():
+            return keys.clear()
+        probe = keys.select("_key", "input_hash").to_arrow()  # noqa: F841 (read by DuckDB)
+        return _polars(
+            self.con.execute(
+                f"SELECT p._key, p.input_hash FROM probe AS p JOIN {table} AS t "
+                f"ON t.{id_col} = p._key AND t.input_hash = p.input_hash "
+                "WHERE t.model = ? AND t.prompt_version = ?",
+                [model, prompt_version],
+            ).to_arrow_table()
+        )
+
+    def read_profiles(
+        self, kind: str, keys: list[str], model: str, prompt_version: str
+    ) -> pl.DataFrame:
+        """Stored profile rows for ``keys`` with this model and prompt version."""
+        table, id_col = PROFILE_TABLES[kind]
+        wanted = pa.table({"_key": pa.array(keys, pa.string())})  # noqa: F841
+        return _polars(
+            self.con.execute(
+                f"SELECT t.* FROM {table} AS t JOIN wanted AS w ON t.{id_col} = w._key "
+                "WHERE t.model = ? AND t.prompt_version = ?",
+                [model, prompt_version],
+            ).to_arrow_table()
+        )
+
+    def upsert_profiles(self, kind: str, rows: pa.Table) -> None:
+        """Insert or update profile rows; a row whose ``input_hash`` is unchanged stays as is."""
+        table, _ = PROFILE_TABLES[kind]
+        cols = [f.name for f in rows.schema]
+        key_cols = _primary_key(kind)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in key_cols)
+        dim = self.embedding_dim()
+        select = ", ".join(
+            f"embedding::FLOAT[{dim}] AS embedding" if c == "embedding" else c for c in cols
+        )
+        self.con.execute(
+            f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM rows "
+            f"ON CONFLICT DO UPDATE SET {updates} "
+            f"WHERE {table}.input_hash IS DISTINCT FROM excluded.input_hash"
+        )
+
+    # -- caches ---------------------------------------------------------------------------------
+
+    def cache_get(self, keys: list[str]) -> dict[str, tuple[dict[str, Any], int, int]]:
+        """Cached answers by key: ``{key: (output, tokens_in, tokens_out)}``."""
+        if not keys:
+            return {}
+        wanted = pa.table({"key": pa.array(keys, pa.string())})  # noqa: F841
+        rows = self.con.execute(
+            "SELECT c.key, c.output, c.tokens_in, c.tokens_out FROM llm_cache c "
+            "JOIN wanted w USING (key)"
+        ).fetchall()
+        return {k: (json.loads(out), tin, tout) for k, out, tin, tout in rows}
+
+    def cache_put(self, rows: pa.Table) -> None:
+        """Add answers (``key, model, prompt_version, output, tokens_in, tokens_out``)."""
+        if rows.num_rows:
+            self.con.execute(
+                "INSERT INTO llm_cache SELECT key, model, prompt_version, output::JSON, "
+                "tokens_in, tokens_out, now() FROM rows ON CONFLICT DO NOTHING"
+            )
+
+    def embedding_cache_get(self, hashes: list[str], embedding_model: str) -> pl.DataFrame:
+        wanted = pa.table({"text_hash": pa.array(hashes, pa.string())})  # noqa: F841
+        return _polars(
+            self.con.execute(
+                "SELECT c.text_hash, c.embedding FROM embedding_cache c "
+                "JOIN wanted w USING (text_hash) "
+                "WHERE c.embedding_model = ?",
+                [embedding_model],
+            ).to_arrow_table()
+        )
+
+    def embedding_cache_put(self, rows: pa.Table, embedding_model: str) -> None:
+        if rows.num_rows:
+            self.con.execute(
+                "INSERT INTO embedding_cache SELECT text_hash, ?, embedding, now() FROM rows "
+                "ON CONFLICT DO NOTHING",
+                [embedding_model],
+            )
+
+    # -- ledger ---------------------------------------------------------------------------------
+
+    def record_run(self, run: dict[str, Any]) -> None:
+        """Insert or update the ``runs`` row of a run (called at its start and its end)."""
+        cols = list(run)
+        params = ", ".join("?" for _ in cols)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "run_id")
+        self.con.execute(
+            f"INSERT INTO runs ({', '.join(cols)}) VALUES ({params}) "
+            f"ON CONFLICT DO UPDATE SET {updates}",
+            list(run.values()),
+        )
+
+    def record_errors(self, rows: pa.Table) -> None:
+        """Append error rows (``run_id, kind, entity_id, stage, error, raw_output``)."""
+        if rows.num_rows:
+            self.con.execute(
+                "INSERT INTO enrich_errors SELECT run_id, kind, entity_id, stage, error, "
+                "raw_output, now() FROM rows"
+            )
+
+
+def _polars(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _primary_key(kind: str) -> tuple[str, ...]:
+    return (
+        ("item_id", "model", "prompt_version")
+        if kind == "items"
+        else ("user_id", "model", "prompt_version", "as_of")
+    )
+
+
+def translate_error(exc: duckdb.Error, path: str) -> StoreError:
+    """DuckDB's errors on open, in words that say what to do."""
+    text = str(exc)
+    if "lock" in text.lower():
+        return StoreError(
+            f"store {path} is open for writing in another process ({text.splitlines()[0]}); "
+            "DuckDB allows one writer per file: wait for that run to finish, or read a copy"
+        )
+    if "not a valid DuckDB" in text or "database file" in text.lower():
+        return StoreError(
+            f"{path} is not a DuckDB database file; pass a new path or a .duckdb file"
+        )
+    if "read-only" in text.lower() or "permission" in text.lower():
+        return StoreError(f"cannot write store {path}: {text.splitlines()[0]}; check permissions")
+    return StoreError(f"cannot open store {path}: {text}")
