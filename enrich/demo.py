@@ -46,7 +46,8 @@ def run_demo(data: Path | None, store: Path, limit: int | None, llm: str | None 
     rate = f"{made / report.llm_seconds:.2f} items/s of LLM time" if report.llm_seconds else "—"
     print(f"Wall time {elapsed:.1f}s for {items.height} rows; {rate}\n")
     with pl.Config(fmt_str_lengths=120, tbl_rows=5, tbl_width_chars=160):
-        print(out.select("item_id", "title", "status", "profile_text").head(5))
+        shown = items.join(out, on="item_id", how="left", maintain_order="left")
+        print(shown.select("item_id", "title", "status", "profile_text").head(5))
     first = str(items["item_id"][0])
     con = duckdb.connect(str(store), read_only=True)
     try:

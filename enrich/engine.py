@@ -147,13 +147,18 @@ class LLMEngine:
             self.settings.requests_per_minute, self.settings.tokens_per_minute
         )
         self._counter = _Counter(self.usage, on_call)
-        self._runnable = (
+        retrying = (
             RunnableLambda(self._throttle)
             | structured(llm, schema, self.settings.structured_method)
         ).with_retry(
             retry_if_exception_type=_transient_errors(),
             stop_after_attempt=self.settings.max_retries + 1,
             wait_exponential_jitter=True,
+        )
+        # Retry each request on its own: RunnableRetry.batch fails the whole batch when one
+        # element raises a non-retryable error, even with return_exceptions=True.
+        self._runnable = RunnableLambda(
+            lambda messages, config: retrying.invoke(messages, config), name="enrich-request"
         )
 
     # -- keys and budget -------------------------------------------------------------------------

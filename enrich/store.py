@@ -5,8 +5,8 @@ Upserts are idempotent: writing a row again with the same ``input_hash`` changes
 
 Example:
     >>> store = Store.open("features.duckdb")   # or Store.open(None) for an in-memory store
-    >>> store.con.sql("SELECT count(*) FROM runs").fetchone()
-    (0,)
+    >>> store.scalar("SELECT count(*) FROM runs")
+    0
 """
 
 from __future__ import annotations
@@ -89,16 +89,16 @@ class Store:
         return current
 
     def schema_version(self) -> int:
-        row = self.con.execute(
-            "SELECT coalesce(max(version), 0) FROM enrich_schema_version"
-        ).fetchone()
-        return int(row[0]) if row else 0
+        return int(self.scalar("SELECT coalesce(max(version), 0) FROM enrich_schema_version"))
 
     def embedding_dim(self) -> int | None:
-        row = self.con.execute(
-            "SELECT value FROM store_meta WHERE key = 'embedding_dim'"
-        ).fetchone()
-        return int(row[0]) if row else None
+        value = self.scalar("SELECT value FROM store_meta WHERE key = 'embedding_dim'")
+        return None if value is None else int(value)
+
+    def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
+        """The first column of the first row of ``sql`` (None when there is no row)."""
+        rows = self.con.execute(sql, params or []).fetchall()
+        return rows[0][0] if rows else None
 
     def ensure_profile_tables(self, dim: int) -> None:
         """Create the profile tables and views for ``dim``-d embeddings, or check the dimension."""
@@ -137,14 +137,12 @@ class Store:
         if self.embedding_dim() is None or keys.is_empty():
             return keys.clear()
         probe = keys.select("_key", "input_hash").to_arrow()  # noqa: F841 (read by DuckDB)
-        return _polars(
-            self.con.execute(
-                f"SELECT p._key, p.input_hash FROM probe AS p JOIN {table} AS t "
-                f"ON t.{id_col} = p._key AND t.input_hash = p.input_hash "
-                "WHERE t.model = ? AND t.prompt_version = ?",
-                [model, prompt_version],
-            ).to_arrow_table()
-        )
+        return self.con.sql(
+            f"SELECT p._key, p.input_hash FROM probe AS p JOIN {table} AS t "
+            f"ON t.{id_col} = p._key AND t.input_hash = p.input_hash "
+            "WHERE t.model = ? AND t.prompt_version = ?",
+            params=[model, prompt_version],
+        ).pl()
 
     def read_profiles(
         self, kind: str, keys: list[str], model: str, prompt_version: str
@@ -152,13 +150,11 @@ class Store:
         """Stored profile rows for ``keys`` with this model and prompt version."""
         table, id_col = PROFILE_TABLES[kind]
         wanted = pa.table({"_key": pa.array(keys, pa.string())})  # noqa: F841
-        return _polars(
-            self.con.execute(
-                f"SELECT t.* FROM {table} AS t JOIN wanted AS w ON t.{id_col} = w._key "
-                "WHERE t.model = ? AND t.prompt_version = ?",
-                [model, prompt_version],
-            ).to_arrow_table()
-        )
+        return self.con.sql(
+            f"SELECT t.* FROM {table} AS t JOIN wanted AS w ON t.{id_col} = w._key "
+            "WHERE t.model = ? AND t.prompt_version = ?",
+            params=[model, prompt_version],
+        ).pl()
 
     def upsert_profiles(self, kind: str, rows: pa.Table) -> None:
         """Insert or update profile rows; a row whose ``input_hash`` is unchanged stays as is."""
@@ -199,14 +195,12 @@ class Store:
 
     def embedding_cache_get(self, hashes: list[str], embedding_model: str) -> pl.DataFrame:
         wanted = pa.table({"text_hash": pa.array(hashes, pa.string())})  # noqa: F841
-        return _polars(
-            self.con.execute(
-                "SELECT c.text_hash, c.embedding FROM embedding_cache c "
-                "JOIN wanted w USING (text_hash) "
-                "WHERE c.embedding_model = ?",
-                [embedding_model],
-            ).to_arrow_table()
-        )
+        return self.con.sql(
+            "SELECT c.text_hash, c.embedding FROM embedding_cache c "
+            "JOIN wanted w USING (text_hash) "
+            "WHERE c.embedding_model = ?",
+            params=[embedding_model],
+        ).pl()
 
     def embedding_cache_put(self, rows: pa.Table, embedding_model: str) -> None:
         if rows.num_rows:
@@ -236,12 +230,6 @@ class Store:
                 "INSERT INTO enrich_errors SELECT run_id, kind, entity_id, stage, error, "
                 "raw_output, now() FROM rows"
             )
-
-
-def _polars(table: pa.Table) -> pl.DataFrame:
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    return frame
 
 
 def _primary_key(kind: str) -> tuple[str, ...]:

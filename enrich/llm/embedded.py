@@ -29,7 +29,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
-from pydantic import BaseModel, PrivateAttr
+from pydantic import BaseModel
 
 from enrich.errors import EnrichError
 
@@ -47,6 +47,12 @@ def default_model_path() -> Path:
             "(or pass llm= naming another model)"
         )
     return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_MODEL_FILE
+
+
+# One lock for loading and decoding: llama.cpp contexts are not thread-safe, and
+# llama-cpp-python silences output by swapping file descriptors 1 and 2, which overlapping calls
+# from several threads would leave pointing at /dev/null for good.
+_LOCK = threading.RLock()
 
 
 @lru_cache(maxsize=4)
@@ -82,8 +88,6 @@ class ChatEmbedded(BaseChatModel):
     """Discourages the loops small models fall into."""
     seed: int = 0
 
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
     @property
     def _llm_type(self) -> str:
         return "enrich-embedded"
@@ -100,7 +104,8 @@ class ChatEmbedded(BaseChatModel):
 
     def _llama(self) -> Any:
         path = self.model_path or str(default_model_path())
-        return _load(path, self.n_ctx, self.n_threads, self.seed)
+        with _LOCK:
+            return _load(path, self.n_ctx, self.n_threads, self.seed)
 
     def _generate(
         self,
@@ -111,9 +116,8 @@ class ChatEmbedded(BaseChatModel):
     ) -> ChatResult:
         schema = kwargs.get("json_schema")
         chat = [{"role": _ROLES.get(m.type, "user"), "content": m.text} for m in messages]
-        llama = self._llama()
-        with self._lock:
-            out = llama.create_chat_completion(
+        with _LOCK:
+            out = self._llama().create_chat_completion(
                 messages=chat,
                 response_format={"type": "json_object", "schema": schema} if schema else None,
                 temperature=self.temperature,
