@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +26,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import LLMResult
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import RunnableConfig, RunnableLambda
 from pydantic import BaseModel, ValidationError
 
 from enrich.config import EnrichSettings
@@ -147,19 +148,9 @@ class LLMEngine:
             self.settings.requests_per_minute, self.settings.tokens_per_minute
         )
         self._counter = _Counter(self.usage, on_call)
-        retrying = (
-            RunnableLambda(self._throttle)
-            | structured(llm, schema, self.settings.structured_method)
-        ).with_retry(
-            retry_if_exception_type=_transient_errors(),
-            stop_after_attempt=self.settings.max_retries + 1,
-            wait_exponential_jitter=True,
-        )
-        # Retry each request on its own: RunnableRetry.batch fails the whole batch when one
-        # element raises a non-retryable error, even with return_exceptions=True.
-        self._runnable = RunnableLambda(
-            lambda messages, config: retrying.invoke(messages, config), name="enrich-request"
-        )
+        self._structured = structured(llm, schema, self.settings.structured_method)
+        self._transient = _transient_errors()
+        self._runnable = RunnableLambda(self._request, name="enrich-request")
 
     # -- keys and budget -------------------------------------------------------------------------
 
@@ -289,11 +280,39 @@ class LLMEngine:
             return str(exc).replace("\n", " ")
         return "invalid answer"
 
-    def _throttle(self, messages: Any) -> Any:
+    def _request(self, messages: list[BaseMessage], config: RunnableConfig) -> Any:
+        """One structured request, retried on transient errors with backoff and Retry-After.
+
+        (LangChain's ``with_retry`` ignores Retry-After, and its ``batch`` fails every element
+        when one raises a non-retryable error.)
+        """
+        for attempt in range(self.settings.max_retries + 1):
+            self._throttle(messages)
+            try:
+                return self._structured.invoke(messages, config)
+            except self._transient as exc:
+                if attempt == self.settings.max_retries:
+                    raise
+                time.sleep(backoff_seconds(attempt, exc))
+        raise AssertionError("unreachable")
+
+    def _throttle(self, messages: list[BaseMessage]) -> None:
         if self.settings.requests_per_minute or self.settings.tokens_per_minute:
-            text = " ".join(getattr(m, "text", str(m)) for m in messages)
+            text = " ".join(m.text for m in messages)
             self._limiter.acquire(estimate_tokens(text) + 300)
-        return messages
+
+
+def backoff_seconds(
+    attempt: int, exc: BaseException, base: float = 0.5, cap: float = 30.0
+) -> float:
+    """Exponential backoff with full jitter, but never less than the server's Retry-After."""
+    wait = random.uniform(0, min(cap, base * 2**attempt))
+    response = getattr(exc, "response", None)
+    header = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    try:
+        return max(wait, min(float(header), 300.0)) if header else wait
+    except ValueError:  # an HTTP date: not worth parsing, use the backoff
+        return wait
 
 
 def _raw_text(message: Any) -> str:

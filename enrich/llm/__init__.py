@@ -32,6 +32,8 @@ _SECRET_WORDS = ("key", "secret", "authorization", "header", "url", "password", 
 
 
 def resolve_llm(llm: BaseChatModel | str | None, *, timeout: float = 120.0) -> BaseChatModel:
+    # Servers given by URL leave retries to the engine (each request counted in the ledger,
+    # Retry-After honoured); spec strings and instances keep their provider's client settings.
     """A LangChain chat model for ``llm`` (see the module docstring for the accepted forms)."""
     if llm is None:
         return ChatEmbedded()
@@ -46,7 +48,7 @@ def resolve_llm(llm: BaseChatModel | str | None, *, timeout: float = 120.0) -> B
     from langchain.chat_models import init_chat_model
 
     try:
-        return init_chat_model(llm, timeout=timeout)
+        return init_chat_model(llm)  # the provider's own timeout and retry settings apply
     except ImportError as exc:
         raise EnrichError(
             f"cannot load chat model {llm!r}: {exc}. Install the provider's LangChain package "
@@ -56,11 +58,11 @@ def resolve_llm(llm: BaseChatModel | str | None, *, timeout: float = 120.0) -> B
         raise EnrichError(f"cannot load chat model {llm!r}: {exc}") from None
 
 
-def openai_compatible(url: str, *, timeout: float = 120.0, max_retries: int = 4) -> BaseChatModel:
+def openai_compatible(url: str, *, timeout: float = 120.0, max_retries: int = 0) -> BaseChatModel:
     """A ``ChatOpenAI`` talking to ``base_url#model``; the key comes from the environment.
 
     ``ENRICH_LLM_API_KEY`` (or ``OPENAI_API_KEY``) is used when set; local servers need none.
-    The OpenAI client retries 429/5xx/timeouts itself, with backoff and ``Retry-After``.
+    The engine retries 429/5xx/timeouts (``max_retries=0`` here, so every request is counted).
     """
     from langchain_openai import ChatOpenAI
 
