@@ -12,9 +12,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from collections.abc import Iterator
 
 from enrich.llm.embedded import default_model_path
 
@@ -41,17 +41,38 @@ def llama_server(alias: str = "smollm2") -> Iterator[str]:
     """``python -m llama_cpp.server`` on 127.0.0.1; yields its base URL (``.../v1``)."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()),
-         "--host", "127.0.0.1", "--port", str(port), "--model_alias", alias,
-         "--n_ctx", "2048", "--n_threads", "2", "--verbose", "False"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(default_model_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--model_alias",
+            alias,
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "2",
+            "--verbose",
+            "False",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/models")
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # busy with a request the proxy abandoned
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 FAULTS = ("429", "500", "hang", "drop", "truncated", "malformed", "refusal", "empty")
@@ -98,7 +119,9 @@ class FaultProxy:
             def _forward(self, body: bytes) -> None:
                 path = self.path.removeprefix("/v1")
                 req = urllib.request.Request(
-                    proxy.upstream + path, data=body or None, method=self.command,
+                    proxy.upstream + path,
+                    data=body or None,
+                    method=self.command,
                     headers={"Content-Type": "application/json"},
                 )
                 if self.command == "POST":
@@ -118,12 +141,22 @@ class FaultProxy:
                 self.wfile.write(payload)
 
             def _completion(self, content: str | None) -> bytes:
-                return json.dumps({
-                    "id": "x", "object": "chat.completion", "created": 0, "model": "smollm2",
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                }).encode()
+                return json.dumps(
+                    {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": "smollm2",
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": content},
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }
+                ).encode()
 
             def _inject(self, fault: str, body: bytes) -> None:
                 if fault == "429":
@@ -159,4 +192,57 @@ class FaultProxy:
         self.server.server_close()
 
 
-__all__ = ["FaultProxy", "http", "llama_server"]
+__all__ = ["FaultProxy", "http", "llama_server", "postgres_server"]
+
+
+def _pg_bin(name: str) -> str:
+    import glob
+
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql")
+    return found[-1]
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1 in a temporary data directory; yields a DSN."""
+    import os
+    import shutil
+    import tempfile
+
+    root = tempfile.mkdtemp(prefix="enrich-pg-")
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root: run the server as 'postgres'
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = os.path.join(root, "data"), free_port()
+    subprocess.run(
+        [*as_user, _pg_bin("initdb"), "-D", data, "-U", "enrich", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_user,
+            _pg_bin("pg_ctl"),
+            "-D",
+            data,
+            "-l",
+            os.path.join(root, "log"),
+            "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://enrich@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_user, _pg_bin("pg_ctl"), "-D", data, "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
