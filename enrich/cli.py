@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     items.add_argument("--store", type=Path, required=True, help="DuckDB file to upsert into")
     items.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
 
+    audit = sub.add_parser("audit", help="run the store's audits; exit 1 if any finds bad rows")
+    audit.add_argument("--store", type=Path, required=True)
+
+    export = sub.add_parser("export", help="write the feature tables as Parquet")
+    export.add_argument("--store", type=Path, required=True)
+    export.add_argument("--to", type=Path, required=True, help="output folder")
+    export.add_argument("--partition-by", nargs="*", default=[], help="e.g. model prompt_version")
+
     runs = sub.add_parser("runs", help="show the run ledger of a store")
     runs.add_argument("--store", type=Path, required=True)
     runs.add_argument("--last", type=int, default=10)
@@ -54,6 +62,15 @@ def main(argv: list[str] | None = None) -> int:
             _items(args)
         elif args.command == "runs":
             _runs(args)
+        elif args.command == "audit":
+            return _audit(args)
+        elif args.command == "export":
+            from enrich.store import Store, export_parquet
+
+            store = Store.open(args.store, read_only=True)
+            counts = export_parquet(store, args.to, partition_by=tuple(args.partition_by))
+            store.close()
+            print("\n".join(f"{t}: {n} rows -> {args.to / t}" for t, n in counts.items()))
     except EnrichError as exc:
         print(f"enrich: error: {exc}", file=sys.stderr)
         return 2
@@ -78,6 +95,20 @@ def _items(args: argparse.Namespace) -> None:
             with_report=True,
         )
     print(report.summary())
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from enrich.store import Store, audit
+
+    store = Store.open(args.store, read_only=True)
+    failed = 0
+    for name, rows in audit(store).items():
+        print(f"{'FAIL' if rows.height else 'ok  '} {name}: {rows.height} row(s)")
+        if rows.height:
+            failed += 1
+            print(rows.head(20))
+    store.close()
+    return 1 if failed else 0
 
 
 def _runs(args: argparse.Namespace) -> None:

@@ -56,6 +56,7 @@ def run_job(
         prompt_version=engine.prompt_version,
         embedding_model=embedder.name,
         rows_in=job.frame.height,
+        settings=settings.model_dump_json(),
     )
     store.ensure_profile_tables(embedder.dim)
     store.record_run(report.as_row())

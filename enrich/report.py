@@ -42,6 +42,8 @@ class RunReport:
     total_seconds: float = 0.0
     status: str = "running"
     error: str | None = None
+    settings: str | None = None
+    """The run's :class:`EnrichSettings` as JSON."""
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: datetime = field(default_factory=_now)
     finished_at: datetime | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import pyarrow as pa
 from enrich.errors import StoreError
 from enrich.sqlfiles import read_sql, sql_files
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PROFILE_TABLES = {"items": ("item_profiles", "item_id"), "users": ("user_profiles", "user_id")}
 _MIGRATION = re.compile(r"^(\d{4})_.*\.sql$")
 
@@ -45,18 +46,30 @@ class Store:
 
     @classmethod
     def open(
-        cls, target: str | Path | duckdb.DuckDBPyConnection | Store | None, read_only: bool = False
+        cls,
+        target: str | Path | duckdb.DuckDBPyConnection | Store | None,
+        read_only: bool = False,
+        lock_timeout_s: float = 0.0,
     ) -> Store:
-        """Open (creating and migrating if needed) the store at ``target``."""
+        """Open (creating and migrating if needed) the store at ``target``.
+
+        DuckDB allows one writing process per file. If another process holds it, wait up to
+        ``lock_timeout_s`` seconds for it to finish, then raise a :class:`StoreError`.
+        """
         if isinstance(target, Store):
             return target
         if isinstance(target, duckdb.DuckDBPyConnection):
             return cls(target)
         path = ":memory:" if target is None else str(target)
-        try:
-            con = duckdb.connect(path, read_only=read_only)
-        except duckdb.Error as exc:
-            raise translate_error(exc, path) from None
+        deadline = time.monotonic() + lock_timeout_s
+        while True:
+            try:
+                con = duckdb.connect(path, read_only=read_only)
+                break
+            except duckdb.Error as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                    raise translate_error(exc, path) from None
+                time.sleep(0.25)
         return cls(con, path, read_only)
 
     def close(self) -> None:
@@ -109,12 +122,12 @@ class Store:
                 f"{dim}-d. "
                 "Use the same embedder or another store file"
             )
-        if existing is None:
-            with self.transaction():
+        with self.transaction():
+            if existing is None:
                 self.con.execute(read_sql("tables/profiles.sql").replace("{dim}", str(int(dim))))
                 self.con.execute("INSERT INTO store_meta VALUES ('embedding_dim', ?)", [str(dim)])
-                for view in sql_files("views"):
-                    self.con.execute(view.read_text(encoding="utf-8"))
+            for view in sql_files("views"):  # CREATE OR REPLACE: views follow the code
+                self.con.execute(view.read_text(encoding="utf-8"))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -230,6 +243,43 @@ class Store:
                 "INSERT INTO enrich_errors SELECT run_id, kind, entity_id, stage, error, "
                 "raw_output, now() FROM rows"
             )
+
+
+def audit(store: Store) -> dict[str, pl.DataFrame]:
+    """Run every query in ``sql/audits``: ``{name: offending rows}`` (empty frames pass)."""
+    if store.embedding_dim() is None:
+        return {}
+    return {p.stem: store.con.sql(p.read_text(encoding="utf-8")).pl() for p in sql_files("audits")}
+
+
+EXPORTABLE = ("item_profiles", "user_profiles", "runs", "enrich_errors")
+
+
+def export_parquet(
+    store: Store,
+    folder: str | Path,
+    tables: tuple[str, ...] = EXPORTABLE,
+    partition_by: tuple[str, ...] = (),
+) -> dict[str, int]:
+    """Write feature tables as Parquet under ``folder`` (one file or hive partitions each)."""
+    folder = Path(folder)
+    counts: dict[str, int] = {}
+    for table in tables:
+        if table not in EXPORTABLE:
+            raise StoreError(f"cannot export {table!r}; tables: {', '.join(EXPORTABLE)}")
+        if table.endswith("_profiles") and store.embedding_dim() is None:
+            continue  # nothing profiled yet
+        frame = store.con.sql(f"SELECT * FROM {table}").pl()
+        target = folder / table
+        parts = [c for c in partition_by if c in frame.columns]
+        if parts:
+            target.mkdir(parents=True, exist_ok=True)
+            frame.write_parquet(target, partition_by=parts)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            frame.write_parquet(target.with_suffix(".parquet"))
+        counts[table] = frame.height
+    return counts
 
 
 def _primary_key(kind: str) -> tuple[str, ...]:
