@@ -91,7 +91,7 @@ def main() -> None:
         items, llm=chat, embedder=embedder, store=store, with_report=True
     )
     ours_s = time.perf_counter() - t0
-    same = sum(json.loads(r) == a for r, a in zip(raw_outputs, _attrs(out), strict=True))
+    same = sum(json.loads(r, strict=False) == a for r, a in zip(raw_outputs, _attrs(out), strict=True))
     t0 = time.perf_counter()
     _, cached = enrich.profile_items(
         items, llm=chat, embedder=embedder, store=store, with_report=True

@@ -8,15 +8,18 @@ Example:
 
 from enrich.config import EnrichSettings
 from enrich.errors import EnrichError, InputError, StoreError, TransientError
+from enrich.history import HistoryOptions
 from enrich.profiles import profile_items
 from enrich.prompts import PromptTemplate
 from enrich.report import RunReport
 from enrich.schemas import ItemProfile, UserProfile
 from enrich.store import Store
+from enrich.user_profiles import profile_users, render_user_prompts
 
 __all__ = [
     "EnrichError",
     "EnrichSettings",
+    "HistoryOptions",
     "InputError",
     "ItemProfile",
     "PromptTemplate",
@@ -26,4 +29,6 @@ __all__ = [
     "TransientError",
     "UserProfile",
     "profile_items",
+    "profile_users",
+    "render_user_prompts",
 ]

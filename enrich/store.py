@@ -185,6 +185,15 @@ class Store:
             f"WHERE {table}.input_hash IS DISTINCT FROM excluded.input_hash"
         )
 
+    def item_themes(self) -> pl.DataFrame:
+        """``item_id, themes``: the keywords of each item's newest profile (empty if none)."""
+        if self.embedding_dim() is None:
+            return pl.DataFrame(schema={"item_id": pl.Utf8, "themes": pl.Utf8})
+        return self.con.sql(
+            "SELECT item_id, array_to_string(CAST(json_extract(attributes, '$.keywords') "
+            "AS VARCHAR[]), ', ') AS themes FROM item_features"
+        ).pl()
+
     # -- caches ---------------------------------------------------------------------------------
 
     def cache_get(self, keys: list[str]) -> dict[str, tuple[dict[str, Any], int, int]]:

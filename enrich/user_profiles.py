@@ -1,0 +1,159 @@
+"""``profile_users``: the LLM reads what each user did before ``as_of`` and writes their tastes.
+
+User and item profiles are embedded by the same embedder, so they live in one space and
+``user_item_similarity`` compares them.
+
+Example:
+    >>> users = enrich.profile_users(ratings, items, as_of=datetime(1998, 1, 1),
+    ...                              store="features.duckdb")                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, overload
+
+import polars as pl
+from pydantic import BaseModel
+
+from enrich.config import EnrichSettings
+from enrich.embedding import Embedder
+from enrich.history import DEFAULT_HISTORY, Columns, HistoryOptions, verbalize
+from enrich.inputs import KEY, row_hash, to_polars
+from enrich.job import JobInput, Progress
+from enrich.profiles import LLMLike, StoreLike, run_profile_job
+from enrich.prompts import PromptTemplate
+from enrich.report import RunReport
+from enrich.schemas import UserProfile
+from enrich.store import Store
+
+LABELS = {
+    "about": "user",
+    "history": "history",
+    "recent": "most recent",
+    "liked": "rated highest",
+    "disliked": "rated lowest",
+}
+
+
+@overload
+def profile_users(
+    interactions: Any, items: Any = ..., *, with_report: Literal[False] = ..., **kw: Any
+) -> pl.DataFrame: ...
+@overload
+def profile_users(
+    interactions: Any, items: Any = ..., *, with_report: Literal[True], **kw: Any
+) -> tuple[pl.DataFrame, RunReport]: ...
+
+
+def profile_users(
+    interactions: Any,
+    items: Any | None = None,
+    *,
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    time_col: str = "timestamp",
+    rating_col: str | None = "rating",
+    as_of: datetime | None = None,
+    item_text_cols: tuple[str, ...] = ("title",),
+    use_item_profiles: bool = False,
+    users: Any | None = None,
+    user_attr_cols: tuple[str, ...] = (),
+    history: HistoryOptions = DEFAULT_HISTORY,
+    llm: LLMLike = None,
+    embedder: Embedder | str | Any | None = None,
+    schema: type[BaseModel] = UserProfile,
+    prompt: PromptTemplate | None = None,
+    store: StoreLike = None,
+    settings: EnrichSettings | None = None,
+    progress: Progress | None = None,
+    with_report: bool = False,
+) -> pl.DataFrame | tuple[pl.DataFrame, RunReport]:
+    """Profile each user from their interactions strictly before ``as_of``; embed and store.
+
+    Args:
+        interactions: one row per interaction (polars, pandas or Arrow).
+        items: item metadata; ``item_text_cols`` name what the history shows of each item.
+        as_of: cut-off; interactions at or after it are never read (None: all).
+        use_item_profiles: also show each item's profile keywords from ``store``.
+        users, user_attr_cols: optional user attributes (age, occupation...) for the prompt.
+        history: how many recent / liked / disliked items to show; part of the prompt version.
+        llm, embedder, schema, prompt, store, settings, progress, with_report: as for
+            :func:`enrich.profile_items`.
+
+    Returns:
+        One row per user (every user of ``interactions`` or ``users``): the user id, ``as_of``
+        (the newest interaction used), ``n_interactions``, ``is_cold`` (at most
+        ``history.cold_max`` interactions), ``status``, ``profile_text``, the schema's fields,
+        ``embedding`` and provenance. A user with no interaction before ``as_of`` and no
+        attributes is ``failed`` with the reason; nobody is dropped.
+    """
+    cols = Columns(user_col, item_col, time_col, rating_col)
+    text_cols = tuple(item_text_cols)
+    if use_item_profiles and items is not None and store is not None:
+        themes = (
+            Store.open(store).item_themes()
+            if not isinstance(store, Store)
+            else (store.item_themes())
+        )
+        items = to_polars(items).with_columns(pl.col(item_col).cast(pl.Utf8).alias("_item_key"))
+        items = items.join(themes.rename({"item_id": "_item_key"}), on="_item_key", how="left")
+        text_cols += ("themes",)
+    prompt = prompt or PromptTemplate.for_users(
+        extra=history.as_dict()
+        | {"item_text_cols": ",".join(text_cols), "user_attr_cols": ",".join(user_attr_cols)}
+    )
+    hist = verbalize(
+        interactions,
+        items,
+        as_of=as_of,
+        cols=cols,
+        item_text_cols=text_cols,
+        users=users,
+        user_attr_cols=tuple(user_attr_cols),
+        options=history,
+    )
+    values = [
+        {LABELS[k]: v for k, v in row.items() if v is not None}
+        for row in hist.select(list(LABELS)).to_dicts()
+    ]
+    messages = [prompt.render(v, schema) if v else None for v in values]
+    frame = hist.select(
+        pl.col(user_col),
+        KEY,
+        "as_of",
+        "n_interactions",
+        "is_cold",
+    ).with_columns(pl.Series("input_hash", [row_hash(v) for v in values], pl.Utf8))
+    job = JobInput(
+        frame=frame,
+        messages=messages,
+        empty_reason=(
+            f"no interaction before as_of={as_of} and no user attributes: nothing to profile "
+            "(pass users= with user_attr_cols=, or an earlier cut-off)"
+        ),
+        extra_cols=("as_of", "n_interactions", "is_cold"),
+    )
+    out, report = run_profile_job(
+        "users", job, schema, prompt, llm, embedder, store, settings, progress
+    )
+    return (out, report) if with_report else out
+
+
+def render_user_prompts(
+    interactions: Any, items: Any | None = None, **kwargs: Any
+) -> dict[str, str]:
+    """``{user_id: data block}``: exactly what :func:`profile_users` would show the LLM."""
+    history = kwargs.pop("history", HistoryOptions())
+    cols = Columns(
+        kwargs.pop("user_col", "user_id"),
+        kwargs.pop("item_col", "item_id"),
+        kwargs.pop("time_col", "timestamp"),
+        kwargs.pop("rating_col", "rating"),
+    )
+    hist = verbalize(interactions, items, cols=cols, options=history, **kwargs)
+    prompt = PromptTemplate.for_users()
+    return {
+        row[KEY]: prompt.data_block({LABELS[k]: row[k] for k in LABELS if row[k] is not None})
+        for row in hist.select(KEY, *LABELS).to_dicts()
+    }

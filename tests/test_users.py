@@ -1,0 +1,104 @@
+"""profile_users on real MovieLens 100K users: point in time, incremental, cold users."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+import pytest
+
+import enrich
+from enrich.movielens import load_ml100k_items, load_ml100k_ratings, load_ml100k_users
+from enrich.schemas import UserProfile
+from tests.fakes import ScriptedChat
+
+CUTOFF = datetime(1997, 12, 1)
+LIKES = {
+    "summary": "Enjoys witty dramas and comedies.",
+    "liked": ["drama"],
+    "disliked": [],
+    "keywords": ["classics"],
+}
+
+
+@pytest.fixture(scope="module")
+def ml(ml100k):
+    return load_ml100k_ratings(ml100k), load_ml100k_items(ml100k), load_ml100k_users(ml100k)
+
+
+def test_prompt_never_shows_an_interaction_after_as_of(ml) -> None:
+    ratings, items, _ = ml
+    user = 1  # rated movies on both sides of the cut-off
+    mine = ratings.filter(pl.col("user_id") == user).join(items, on="item_id")
+    before = set(mine.filter(pl.col("timestamp") < CUTOFF)["title"])
+    after_only = set(mine.filter(pl.col("timestamp") >= CUTOFF)["title"]) - before
+    assert after_only, "the fixture user must have later interactions"
+    prompt = enrich.render_user_prompts(ratings, items, as_of=CUTOFF)[str(user)]
+    assert not [t for t in after_only if t in prompt]
+    assert any(t in prompt for t in before)
+    n_before = mine.filter(pl.col("timestamp") < CUTOFF).height
+    assert f"history: {n_before} interactions" in prompt
+
+
+def test_cold_users_are_profiled_from_what_is_known_or_recorded(ml) -> None:
+    ratings, items, users = ml
+    log = ratings.filter(pl.col("user_id").is_in([1, 2, 3]))
+    log = pl.concat(
+        [log.filter(pl.col("user_id") != 3), log.filter(pl.col("user_id") == 3).head(2)]
+    )  # user 3: 2 interactions
+    people = users.filter(pl.col("user_id").is_in([1, 2, 3, 4]))  # user 4: no interactions
+    out, report = enrich.profile_users(
+        log,
+        items,
+        as_of=None,
+        users=people,
+        user_attr_cols=("age", "occupation"),
+        llm=ScriptedChat(script=lambda t, a: LIKES),
+        with_report=True,
+    )
+    assert report.rows_in == 4 and report.balanced() and report.rows_failed == 0
+    flags = dict(zip(out["user_id"], out["is_cold"], strict=True))
+    assert flags == {1: False, 2: False, 3: True, 4: True}
+    # no attributes and no interactions before as_of: recorded with the reason, not dropped
+    out, report = enrich.profile_users(
+        log,
+        items,
+        as_of=datetime(1990, 1, 1),
+        llm=ScriptedChat(script=lambda t, a: LIKES),
+        with_report=True,
+    )
+    assert report.rows_failed == 3 and report.balanced()
+    assert out["error"].str.contains("no interaction before as_of").all()
+
+
+def test_missing_columns_are_named(ml) -> None:
+    ratings, items, _ = ml
+    with pytest.raises(enrich.InputError, match=r"interactions lack column\(s\) \['ts'\]"):
+        enrich.profile_users(ratings, items, time_col="ts")
+
+
+@pytest.mark.slow
+def test_real_model_profiles_validate_and_rerun_incrementally(ml, tmp_path, chat, embedder):
+    ratings, items, _ = ml
+    log = ratings.filter(pl.col("user_id").is_in([1, 5, 9]))
+    store = str(tmp_path / "f.duckdb")
+    kw = {"as_of": CUTOFF, "llm": chat, "embedder": embedder, "store": store, "with_report": True}
+    out, first = enrich.profile_users(log, items, **kw)
+    assert first.rows_generated == 3 and first.balanced(), first.failures
+    for row in out.iter_rows(named=True):
+        UserProfile.model_validate({k: row[k] for k in UserProfile.model_fields})
+        assert row["as_of"] < CUTOFF and row["embedding"] is not None
+    _, again = enrich.profile_users(log, items, **kw)
+    assert again.llm_calls == 0 and again.rows_skipped == 3
+    last = log.filter((pl.col("user_id") == 5) & (pl.col("timestamp") < CUTOFF))
+    extra = (
+        last.sort("timestamp")
+        .tail(1)
+        .with_columns(
+            pl.lit(1).cast(pl.Int64).alias("item_id"),
+            (pl.col("timestamp") + pl.duration(seconds=1)),
+        )
+    )
+    _, once = enrich.profile_users(pl.concat([log, extra]), items, **kw)
+    assert once.llm_calls == 1 and once.rows_generated == 1 and once.rows_skipped == 2
+    assert once.failures == {}
