@@ -23,9 +23,9 @@ from pydantic import BaseModel
 from enrich.config import EnrichSettings
 from enrich.embedding import Embedder, resolve_embedder
 from enrich.engine import LLMEngine
-from enrich.inputs import KEY, prepare
+from enrich.inputs import KEY, prepare, to_polars
 from enrich.job import JobInput, Progress, run_job
-from enrich.llm import resolve_llm
+from enrich.llm import model_id, resolve_llm
 from enrich.prompts import PromptTemplate
 from enrich.report import RunReport
 from enrich.schemas import ItemProfile
@@ -165,3 +165,38 @@ def _dtype(schema: type[BaseModel], field: str) -> pl.DataType:
     if origin is list:
         return pl.List(pl.Utf8)
     return {int: pl.Int64, float: pl.Float64, bool: pl.Boolean}.get(annotation, pl.Utf8)  # type: ignore[arg-type]
+
+
+def pending_items(
+    data: Any,
+    store: StoreLike,
+    *,
+    id_col: str = "item_id",
+    text_cols: Sequence[str] | None = None,
+    template: str | None = None,
+    llm: LLMLike = None,
+    schema: type[BaseModel] = ItemProfile,
+    prompt: PromptTemplate | None = None,
+) -> pl.DataFrame:
+    """The rows of ``data`` that are new or changed: not stored with the same input hash, model
+    and prompt version. Only these need the LLM (the flows ship only these to workers).
+
+    Example:
+        >>> todo = pending_items(catalogue, "features.duckdb")   # doctest: +SKIP
+    """
+    prompt = prompt or PromptTemplate.for_items(row_template=template)
+    frame = to_polars(data)
+    rows = prepare(frame, id_col, text_cols, prompt.template_fields())
+    opened = Store.open(store)
+    try:
+        done = opened.already_profiled(
+            "items",
+            rows.frame.select(KEY, "input_hash"),
+            model_id(resolve_llm(llm)),
+            prompt.version_id(schema),
+        )
+    finally:
+        if opened is not store and not isinstance(store, duckdb.DuckDBPyConnection):
+            opened.close()
+    keep = ~rows.frame[KEY].is_in(done[KEY])
+    return frame.filter(keep)

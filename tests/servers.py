@@ -192,7 +192,7 @@ class FaultProxy:
         self.server.server_close()
 
 
-__all__ = ["FaultProxy", "http", "llama_server", "postgres_server"]
+__all__ = ["FaultProxy", "http", "llama_server", "postgres_server", "prefect_server"]
 
 
 def _pg_bin(name: str) -> str:
@@ -246,3 +246,44 @@ def postgres_server() -> Iterator[str]:
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def prefect_server(home: str) -> Iterator[str]:
+    """``prefect server start`` on 127.0.0.1 with its own PREFECT_HOME; yields the API URL."""
+    import os
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": home,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": "",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-ui",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/health", timeout=180)
+        yield f"http://127.0.0.1:{port}/api"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,0 +1,65 @@
+"""Staged runs: enrich a chunk anywhere (a Dask worker, another process) into an in-memory
+store, ship the resulting rows, and merge them into the real store in one transaction.
+
+DuckDB has one writer per file; this is how many workers share it: they never open it, the
+flow's single writer merges what they return.
+
+Example:
+    >>> staged = stage_items(chunk, llm="http://vllm:8000/v1#qwen")   # on a worker
+    >>> merge(Store.open("features.duckdb"), staged)                   # on the writer
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from enrich.profiles import profile_items
+from enrich.report import RunReport
+from enrich.store import PROFILE_TABLES, Store
+
+STAGED_TABLES = ("llm_cache", "embedding_cache", "enrich_errors", "runs")
+
+
+@dataclass
+class StagedRun:
+    """The rows one chunk produced, as Arrow tables, with its report."""
+
+    report: RunReport
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+    dim: int | None = None
+
+
+def snapshot(store: Store, report: RunReport) -> StagedRun:
+    """Everything an in-memory store holds, as Arrow tables."""
+    staged = StagedRun(report=report, dim=store.embedding_dim())
+    names = list(STAGED_TABLES)
+    if staged.dim is not None:
+        names += [table for table, _ in PROFILE_TABLES.values()]
+    for name in names:
+        staged.tables[name] = store.con.sql(f"SELECT * FROM {name}").to_arrow_table()
+    return staged
+
+
+def stage_items(chunk: Any, **kwargs: Any) -> StagedRun:
+    """``profile_items`` on ``chunk`` into a fresh in-memory store; returns its rows."""
+    store = Store.open(None)
+    _, report = profile_items(chunk, store=store, with_report=True, **kwargs)
+    return snapshot(store, report)
+
+
+def merge(store: Store, staged: StagedRun) -> None:
+    """Write a staged run into ``store``: all of it or nothing (one transaction)."""
+    if staged.dim is not None:
+        store.ensure_profile_tables(staged.dim)
+    with store.transaction():
+        for kind, (table, _) in PROFILE_TABLES.items():
+            rows = staged.tables.get(table)
+            if rows is not None and rows.num_rows:
+                store.upsert_profiles(kind, rows)
+        for name in STAGED_TABLES:
+            rows = staged.tables.get(name)
+            if rows is not None and rows.num_rows:
+                store.con.execute(f"INSERT INTO {name} SELECT * FROM rows ON CONFLICT DO NOTHING")

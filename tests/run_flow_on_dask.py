@@ -1,0 +1,33 @@
+"""Run the nightly flow once, on threads or on a 2-worker Dask LocalCluster (used by the tests;
+workers re-import this module, so everything runs under the __main__ guard)."""
+
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__":
+    from flows.nightly import NightlyParams, nightly
+    from flows.sources import Source
+
+    items, store, llm, runner, scratch = sys.argv[1:6]
+    params = NightlyParams(
+        items=Source(kind="file", path=items), store=store, llm=llm, chunk_size=5, max_concurrency=2
+    )
+    flow = nightly
+    if runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        flow = nightly.with_options(
+            task_runner=DaskTaskRunner(
+                cluster_kwargs={
+                    "n_workers": 2,
+                    "threads_per_worker": 1,
+                    "processes": True,
+                    "dashboard_address": ":0",
+                    "local_directory": scratch,
+                }
+            )
+        )
+    report = flow(params)
+    assert report["rows_failed"] == 0, report
+    print(report)

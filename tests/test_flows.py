@@ -1,0 +1,171 @@
+"""The Prefect flows on real data with the real embedded models: incremental nightly runs,
+artifacts, the deployment's schedule, kill-and-resume, a real Prefect server, and Dask."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def catalogue(tmp_path, ml_items) -> Path:
+    path = tmp_path / "items.parquet"
+    ml_items.head(20).write_parquet(path)
+    return path
+
+
+def params(items: Path, store: Path, **kw):
+    from flows.nightly import NightlyParams
+    from flows.sources import Source
+
+    return NightlyParams(
+        items=Source(kind="file", path=str(items)), store=str(store), chunk_size=8, **kw
+    )
+
+
+def profiles(store: Path) -> pl.DataFrame:
+    with duckdb.connect(str(store), read_only=True) as con:
+        return con.sql("SELECT item_id, profile_text FROM item_profiles ORDER BY item_id").pl()
+
+
+def test_nightly_is_incremental_and_publishes_its_report(harness, catalogue, tmp_path) -> None:
+    from prefect.artifacts import Artifact
+
+    from flows.nightly import nightly
+
+    store = tmp_path / "f.duckdb"
+    first = nightly(params(catalogue, store))
+    assert first["rows_in"] == 20 and first["rows_enriched"] + first["rows_failed"] == 20
+    assert first["chunks"] == 3 and all(n == 0 for n in first["audits"].values())
+    assert profiles(store).height == first["rows_enriched"]
+
+    second = nightly(params(catalogue, store))
+    assert second["llm_calls"] == 0 and second["rows_skipped"] == first["rows_enriched"]
+    artifact = Artifact.get("enrich-nightly-report")
+    assert artifact is not None
+    table = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    assert table[0]["llm_calls"] == 0 and table[0]["rows_in"] == 20
+
+    items = pl.read_parquet(catalogue)
+    changed = items.with_columns(
+        pl.when(pl.col("item_id").is_in([3, 7]))
+        .then(pl.lit("Documentary"))
+        .otherwise("genres")
+        .alias("genres")
+    )
+    changed.write_parquet(catalogue)
+    third = nightly(params(catalogue, store))
+    assert third["rows_skipped"] == 18 and third["rows_generated"] == 2
+
+
+def test_deployment_carries_the_cron_schedule(catalogue, tmp_path) -> None:
+    from flows.serve import DEFAULT_CRON, build_deployment
+
+    deployment = build_deployment(params(catalogue, tmp_path / "f.duckdb"))
+    assert DEFAULT_CRON == "0 2 * * *"
+    assert [s.schedule.cron for s in deployment.schedules] == ["0 2 * * *"]
+    custom = build_deployment(params(catalogue, tmp_path / "f.duckdb"), cron="30 1 * * *")
+    assert custom.schedules[0].schedule.cron == "30 1 * * *"
+    assert custom.parameters["params"]["store"].endswith("f.duckdb")
+
+
+def _run_flow(items: Path, store: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flows.nightly",
+            "--items",
+            str(items),
+            "--store",
+            str(store),
+            "--chunk-size",
+            "4",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _stored(store: Path) -> int:
+    try:
+        with duckdb.connect(str(store), read_only=True) as con:
+            return con.execute("SELECT count(*) FROM item_profiles").fetchall()[0][0]
+    except duckdb.Error:  # not created yet, or the writer holds the file right now
+        return -1
+
+
+def test_killed_run_resumes_exactly_once(catalogue, tmp_path) -> None:
+    store = tmp_path / "f.duckdb"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    proc = _run_flow(catalogue, store, env)
+    deadline = time.monotonic() + 600
+    while _stored(store) < 4 and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-run: some chunks merged, one in flight
+    proc.wait()
+    done_before = _stored(store)
+    assert 4 <= done_before < 20
+
+    proc = _run_flow(catalogue, store, env)
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["rows_skipped"] == done_before  # merged chunks are not enriched again
+    assert report["llm_calls"] == 20 - done_before
+    with duckdb.connect(str(store), read_only=True) as con:
+        ids = con.execute("SELECT item_id, count(*) FROM item_profiles GROUP BY 1").fetchall()
+    assert len(ids) == 20 and all(n == 1 for _, n in ids)
+
+
+def test_real_server_and_dask_give_the_same_results(catalogue, tmp_path) -> None:
+    from tests.servers import llama_server, prefect_server
+
+    script = ROOT / "tests" / "run_flow_on_dask.py"
+    with prefect_server(str(tmp_path / "server-home")) as api, llama_server() as llm:
+        env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "p")}
+        for name, runner in (("single", "threads"), ("dask", "dask")):
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    str(script),
+                    str(catalogue),
+                    str(tmp_path / f"{name}.duckdb"),
+                    f"{llm}#smollm2",
+                    runner,
+                    str(tmp_path / "dask"),
+                ],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
+    single, dask = profiles(tmp_path / "single.duckdb"), profiles(tmp_path / "dask.duckdb")
+    assert single.height >= 18 and single.equals(dask)
