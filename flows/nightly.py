@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
@@ -100,7 +100,7 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
     todo = detect_changes(frame, params)
     logger.info("%d rows in, %d new or changed", frame.height, todo.height)
     chunks = [todo.slice(i, params.chunk_size) for i in range(0, todo.height, params.chunk_size)]
-    futures = enrich_chunk.map(chunks, params=params) if chunks else []
+    futures = enrich_chunk.map(chunks, params=unmapped(params)) if chunks else []
     report: dict[str, Any] = {
         "rows_in": frame.height,
         "rows_skipped": frame.height - todo.height,
