@@ -38,7 +38,7 @@ def profiles(n: int, seed: int = 0) -> pa.Table:
             "model": "m",
             "prompt_version": "p",
             "input_hash": pl.int_range(n, eager=True).cast(pl.Utf8).str.pad_start(64, "0"),
-            "profile_text": pl.format("profile of item {}", pl.int_range(n, eager=True)),
+            "profile_text": [f"profile of item {i}" for i in range(n)],
             "attributes": '{"summary": "x"}',
             "embedding": pl.Series(vectors).cast(pl.Array(pl.Float32, DIM)),
             "embedding_model": "all-MiniLM-L6-v2",
@@ -55,7 +55,7 @@ def timed(fn) -> float:
 
 
 def write_read(n: int, folder: Path) -> dict[str, float]:
-    table = profiles(n)
+    rows = profiles(n)
     store = Store.open(folder / f"ours-{n}.duckdb")
     store.ensure_profile_tables(DIM)
     con = store.con
@@ -64,15 +64,17 @@ def write_read(n: int, folder: Path) -> dict[str, float]:
 
     def raw_write() -> None:
         with store.transaction():
-            con.execute("INSERT INTO raw_profiles SELECT * FROM table")
+            con.register("staged_rows", rows)
+            con.execute("INSERT INTO raw_profiles SELECT * FROM staged_rows")
+            con.unregister("staged_rows")
 
     def ours_write() -> None:
         with store.transaction():
-            store.upsert_profiles("items", table)
+            store.upsert_profiles("items", rows)
 
     raw_s, ours_s = timed(raw_write), timed(ours_write)
     again_s = timed(ours_write)
-    keys = table.column("item_id").to_pylist()
+    keys = rows.column("item_id").to_pylist()
     raw_read = timed(lambda: con.sql("SELECT * FROM raw_profiles").to_arrow_table())
     ours_read = timed(lambda: store.read_profiles("items", keys, "m", "p"))
     store.close()
@@ -92,7 +94,7 @@ def incremental(n: int, folder: Path) -> dict[str, float]:
     source = pl.DataFrame(
         {
             "item_id": pl.int_range(n, eager=True),
-            "title": pl.format("title {}", pl.int_range(n, eager=True)),
+            "title": [f"title {i}" for i in range(n)],
             "genres": "Drama|Comedy",
         }
     )
