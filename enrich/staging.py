@@ -20,7 +20,12 @@ from enrich.profiles import profile_items
 from enrich.report import RunReport
 from enrich.store import PROFILE_TABLES, Store
 
-STAGED_TABLES = ("llm_cache", "embedding_cache", "enrich_errors", "runs")
+STAGED_TABLES = {  # table: the columns that identify a row (merging twice adds nothing)
+    "llm_cache": ("key",),
+    "embedding_cache": ("text_hash", "embedding_model"),
+    "enrich_errors": ("run_id", "entity_id", "stage"),
+    "runs": ("run_id",),
+}
 
 
 @dataclass
