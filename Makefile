@@ -9,11 +9,11 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test lint bench clean
 
+# llama-cpp-python builds from source once per machine (7-9 min on 2 cores; pip caches the
+# wheel); GGML_NATIVE=OFF keeps that wheel portable across CPUs. --no-deps: the lock is complete.
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
-	# llama-cpp-python builds from source once per machine (pip caches the wheel);
-	# GGML_NATIVE=OFF keeps that wheel portable across CPUs.
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet --no-deps -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-*

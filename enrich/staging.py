@@ -64,7 +64,22 @@ def merge(store: Store, staged: StagedRun) -> None:
             rows = staged.tables.get(table)
             if rows is not None and rows.num_rows:
                 store.upsert_profiles(kind, rows)
-        for name in STAGED_TABLES:
+        for name, keys in STAGED_TABLES.items():
             rows = staged.tables.get(name)
-            if rows is not None and rows.num_rows:
-                store.con.execute(f"INSERT INTO {name} SELECT * FROM rows ON CONFLICT DO NOTHING")
+            if rows is None or not rows.num_rows:
+                continue
+            store.con.register("enrich_staged", rows)
+            store.con.execute(
+                f"INSERT INTO {name} SELECT s.* FROM enrich_staged AS s "
+                f"ANTI JOIN {name} AS t USING ({', '.join(keys)})"
+            )
+            store.con.unregister("enrich_staged")
+
+
+def stage_users(interactions: Any, items: Any | None = None, **kwargs: Any) -> StagedRun:
+    """``profile_users`` into a fresh in-memory store; returns its rows."""
+    from enrich.user_profiles import profile_users
+
+    store = Store.open(None)
+    _, report = profile_users(interactions, items, store=store, with_report=True, **kwargs)
+    return snapshot(store, report)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, overload
 
+import duckdb
 import polars as pl
 from pydantic import BaseModel
 
@@ -21,6 +22,7 @@ from enrich.embedding import Embedder
 from enrich.history import DEFAULT_HISTORY, Columns, HistoryOptions, verbalize
 from enrich.inputs import KEY, row_hash, to_polars
 from enrich.job import JobInput, Progress
+from enrich.llm import model_id, resolve_llm
 from enrich.profiles import LLMLike, StoreLike, run_profile_job
 from enrich.prompts import PromptTemplate
 from enrich.report import RunReport
@@ -88,14 +90,51 @@ def profile_users(
         ``embedding`` and provenance. A user with no interaction before ``as_of`` and no
         attributes is ``failed`` with the reason; nobody is dropped.
     """
-    cols = Columns(user_col, item_col, time_col, rating_col)
+    job, prompt = _user_job(
+        interactions,
+        items,
+        cols=Columns(user_col, item_col, time_col, rating_col),
+        as_of=as_of,
+        item_text_cols=item_text_cols,
+        use_item_profiles=use_item_profiles,
+        users=users,
+        user_attr_cols=user_attr_cols,
+        history=history,
+        schema=schema,
+        prompt=prompt,
+        store=store,
+    )
+    out, report = run_profile_job(
+        "users", job, schema, prompt, llm, embedder, store, settings, progress
+    )
+    return (out, report) if with_report else out
+
+
+def _user_job(
+    interactions: Any,
+    items: Any | None,
+    *,
+    cols: Columns,
+    as_of: datetime | None,
+    item_text_cols: tuple[str, ...],
+    use_item_profiles: bool,
+    users: Any | None,
+    user_attr_cols: tuple[str, ...],
+    history: HistoryOptions,
+    schema: type[BaseModel],
+    prompt: PromptTemplate | None,
+    store: StoreLike,
+) -> tuple[JobInput, PromptTemplate]:
+    """The rows, hashes and prompts of a user run (shared by profile and pending)."""
+    user_col, item_col = cols.user, cols.item
     text_cols = tuple(item_text_cols)
     if use_item_profiles and items is not None and store is not None:
-        themes = (
-            Store.open(store).item_themes()
-            if not isinstance(store, Store)
-            else (store.item_themes())
-        )
+        opened = Store.open(store)
+        try:
+            themes = opened.item_themes()
+        finally:
+            if opened is not store and not isinstance(store, duckdb.DuckDBPyConnection):
+                opened.close()
         items = to_polars(items).with_columns(pl.col(item_col).cast(pl.Utf8).alias("_item_key"))
         items = items.join(themes.rename({"item_id": "_item_key"}), on="_item_key", how="left")
         text_cols += ("themes",)
@@ -134,10 +173,60 @@ def profile_users(
         ),
         extra_cols=("as_of", "n_interactions", "is_cold"),
     )
-    out, report = run_profile_job(
-        "users", job, schema, prompt, llm, embedder, store, settings, progress
+    return job, prompt
+
+
+def pending_users(
+    interactions: Any,
+    items: Any | None,
+    store: StoreLike,
+    *,
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    time_col: str = "timestamp",
+    rating_col: str | None = "rating",
+    as_of: datetime | None = None,
+    item_text_cols: tuple[str, ...] = ("title",),
+    use_item_profiles: bool = False,
+    users: Any | None = None,
+    user_attr_cols: tuple[str, ...] = (),
+    history: HistoryOptions = DEFAULT_HISTORY,
+    llm: LLMLike = None,
+    schema: type[BaseModel] = UserProfile,
+    prompt: PromptTemplate | None = None,
+) -> list[Any]:
+    """Ids of the users whose history shown to the LLM changed since they were last profiled
+    (with this model and prompt version), or who were never profiled.
+
+    Example:
+        >>> todo = pending_users(ratings, items, "features.duckdb", as_of=cutoff)  # doctest: +SKIP
+    """
+    job, prompt = _user_job(
+        interactions,
+        items,
+        cols=Columns(user_col, item_col, time_col, rating_col),
+        as_of=as_of,
+        item_text_cols=item_text_cols,
+        use_item_profiles=use_item_profiles,
+        users=users,
+        user_attr_cols=user_attr_cols,
+        history=history,
+        schema=schema,
+        prompt=prompt,
+        store=store,
     )
-    return (out, report) if with_report else out
+    opened = Store.open(store)
+    try:
+        done = opened.already_profiled(
+            "users",
+            job.frame.select(KEY, "input_hash"),
+            model_id(resolve_llm(llm)),
+            prompt.version_id(schema),
+        )
+    finally:
+        if opened is not store and not isinstance(store, duckdb.DuckDBPyConnection):
+            opened.close()
+    return job.frame.filter(~pl.col(KEY).is_in(done[KEY]))[user_col].to_list()
 
 
 def render_user_prompts(

@@ -23,8 +23,9 @@ from pydantic import BaseModel, Field
 
 from enrich.config import EnrichSettings
 from enrich.profiles import pending_items
-from enrich.staging import StagedRun, merge, stage_items
+from enrich.staging import StagedRun, merge, stage_items, stage_users
 from enrich.store import Store, audit
+from enrich.user_profiles import pending_users
 from flows.sources import Source
 
 IO_RETRIES: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
@@ -42,6 +43,34 @@ class NightlyParams(BaseModel):
     chunk_size: int = Field(64, ge=1, description="rows per mapped task")
     max_concurrency: int = Field(4, ge=1, description="LLM requests in flight per task")
     max_tokens_total: int | None = Field(None, description="token budget per chunk")
+    interactions: Source | None = Field(None, description="interaction log; None: items only")
+    users: Source | None = Field(None, description="user attributes (optional)")
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    time_col: str = "timestamp"
+    rating_col: str | None = "rating"
+    as_of: datetime | None = Field(None, description="profile users from data before this")
+    item_text_cols: list[str] = Field(default_factory=lambda: ["title"])
+    user_attr_cols: list[str] = Field(default_factory=list)
+
+    def settings(self) -> EnrichSettings:
+        return EnrichSettings(
+            max_concurrency=self.max_concurrency,
+            chunk_size=self.chunk_size,
+            max_tokens_total=self.max_tokens_total,
+        )
+
+    def user_kwargs(self) -> dict[str, Any]:
+        return {
+            "user_col": self.user_col,
+            "item_col": self.item_col,
+            "time_col": self.time_col,
+            "rating_col": self.rating_col,
+            "as_of": self.as_of,
+            "item_text_cols": tuple(self.item_text_cols),
+            "user_attr_cols": tuple(self.user_attr_cols),
+            "llm": self.llm,
+        }
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
@@ -58,18 +87,34 @@ def detect_changes(frame: pl.DataFrame, params: NightlyParams) -> pl.DataFrame:
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def enrich_chunk(chunk: pl.DataFrame, params: NightlyParams) -> StagedRun:
-    settings = EnrichSettings(
-        max_concurrency=params.max_concurrency,
-        chunk_size=params.chunk_size,
-        max_tokens_total=params.max_tokens_total,
-    )
     return stage_items(
         chunk,
         id_col=params.id_col,
         text_cols=params.text_cols,
         llm=params.llm,
         embedder=params.embedder,
-        settings=settings,
+        settings=params.settings(),
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def detect_user_changes(
+    log: pl.DataFrame, items: pl.DataFrame, people: pl.DataFrame | None, params: NightlyParams
+) -> list[Any]:
+    return pending_users(log, items, params.store, users=people, **params.user_kwargs())
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def enrich_user_chunk(
+    log: pl.DataFrame, items: pl.DataFrame, people: pl.DataFrame | None, params: NightlyParams
+) -> StagedRun:
+    return stage_users(
+        log,
+        items,
+        users=people,
+        embedder=params.embedder,
+        settings=params.settings(),
+        **params.user_kwargs(),
     )
 
 
@@ -93,33 +138,48 @@ def run_audits(store_path: str) -> dict[str, int]:
 
 @flow(name="enrich-nightly", log_prints=True)
 def nightly(params: NightlyParams) -> dict[str, Any]:
-    """Enrich what is new or changed in the catalogue; return the run report."""
+    """Enrich what is new or changed among items (and users); return the run report."""
     started = time.perf_counter()
     logger = get_run_logger()
-    frame = extract(params.items)
-    todo = detect_changes(frame, params)
-    logger.info("%d rows in, %d new or changed", frame.height, todo.height)
+    items = extract(params.items)
+    todo = detect_changes(items, params)
+    logger.info("items: %d in, %d new or changed", items.height, todo.height)
     chunks = [todo.slice(i, params.chunk_size) for i in range(0, todo.height, params.chunk_size)]
     futures = enrich_chunk.map(chunks, params=unmapped(params)) if chunks else []
-    report: dict[str, Any] = {
-        "rows_in": frame.height,
-        "rows_skipped": frame.height - todo.height,
-        "cache_hits": 0,
-        "llm_calls": 0,
-        "rows_generated": 0,
-        "rows_enriched": 0,
-        "rows_failed": 0,
-        "tokens_in": 0,
-        "tokens_out": 0,
-        "cost": 0.0,
-        "chunks": len(chunks),
-        "failed_ids": [],
-    }
-    for future in as_completed(futures):
-        staged = future.result()
-        commit(staged, params.store)  # the single writer: each chunk lands as it finishes
-        r = staged.report
-        for key in (
+    report: dict[str, Any] = {"items": _merge_all(futures, params, items.height, len(chunks))}
+    if params.interactions is not None:
+        log = extract(params.interactions)
+        people = extract(params.users) if params.users is not None else None
+        ids = detect_user_changes(log, items, people, params)
+        everyone = (
+            log.select(params.user_col).unique().height
+            if people is None
+            else (
+                pl.concat([log.select(params.user_col), people.select(params.user_col)])
+                .unique()
+                .height
+            )
+        )
+        logger.info("users: %d in, %d new or changed", everyone, len(ids))
+        parts = [ids[i : i + params.chunk_size] for i in range(0, len(ids), params.chunk_size)]
+        logs = [log.filter(pl.col(params.user_col).is_in(p)) for p in parts]
+        folks = [
+            None if people is None else people.filter(pl.col(params.user_col).is_in(p))
+            for p in parts
+        ]
+        futures = enrich_user_chunk.map(logs, unmapped(items), folks, unmapped(params))
+        report["users"] = _merge_all(futures, params, everyone, len(parts))
+    report["audits"] = run_audits(params.store)
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    report["finished_at"] = datetime.now().isoformat(timespec="seconds")
+    _publish(report)
+    return report
+
+
+def _merge_all(futures: Any, params: NightlyParams, rows_in: int, n_chunks: int) -> dict[str, Any]:
+    """Merge each chunk as it finishes (the single writer); sum the chunks' reports."""
+    totals: dict[str, Any] = dict.fromkeys(
+        (
             "cache_hits",
             "llm_calls",
             "rows_generated",
@@ -128,25 +188,43 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
             "tokens_in",
             "tokens_out",
             "cost",
-        ):
-            report[key] += getattr(r, key)
-        report["failed_ids"] += sorted(r.failures)
-    report["audits"] = run_audits(params.store)
-    report["seconds"] = round(time.perf_counter() - started, 2)
-    report["finished_at"] = datetime.now().isoformat(timespec="seconds")
-    _publish(report)
-    return report
+        ),
+        0,
+    )
+    failed: list[str] = []
+    for future in as_completed(futures):
+        staged = future.result()
+        commit(staged, params.store)
+        for key in totals:
+            totals[key] += getattr(staged.report, key)
+        failed += sorted(staged.report.failures)
+    skipped = rows_in - totals["rows_enriched"] - totals["rows_failed"]
+    return {
+        "rows_in": rows_in,
+        "rows_skipped": skipped,
+        **totals,
+        "chunks": n_chunks,
+        "failed_ids": failed,
+    }
 
 
 def _publish(report: dict[str, Any]) -> None:
-    counts = {k: v for k, v in report.items() if k not in ("failed_ids", "audits")}
+    kinds = [k for k in ("items", "users") if k in report]
+    table = [
+        {
+            "kind": k,
+            **{c: v for c, v in report[k].items() if c != "failed_ids"},
+            "seconds": report["seconds"],
+        }
+        for k in kinds
+    ]
+    failed = [i for k in kinds for i in report[k]["failed_ids"]]
     create_table_artifact(
         key="enrich-nightly-report",
-        table=[counts],
+        table=table,
         description="enrich nightly: rows in, skipped, cache hits, LLM calls, enriched, failed, "
         "tokens, cost, duration",
     )
-    failed = report["failed_ids"]
     create_markdown_artifact(
         key="enrich-nightly-errors",
         markdown="No row failed."

@@ -29,5 +29,5 @@ if __name__ == "__main__":
             )
         )
     report = flow(params)
-    assert report["rows_failed"] == 0, report
+    assert report["items"]["rows_failed"] == 0, report
     print(report)

@@ -48,34 +48,50 @@ def profiles(store: Path) -> pl.DataFrame:
         return con.sql("SELECT item_id, profile_text FROM item_profiles ORDER BY item_id").pl()
 
 
-def test_nightly_is_incremental_and_publishes_its_report(harness, catalogue, tmp_path) -> None:
+def test_nightly_is_incremental_and_publishes_its_report(
+    harness, catalogue, tmp_path, ml100k
+) -> None:
     from prefect.artifacts import Artifact
 
+    from enrich.movielens import load_ml100k_ratings
     from flows.nightly import nightly
+    from flows.sources import Source
 
+    ratings = load_ml100k_ratings(ml100k)
+    log = tmp_path / "ratings.parquet"
+    ratings.filter(pl.col("user_id") <= 10).write_parquet(log)
     store = tmp_path / "f.duckdb"
-    first = nightly(params(catalogue, store))
-    assert first["rows_in"] == 20 and first["rows_enriched"] + first["rows_failed"] == 20
-    assert first["chunks"] == 3 and all(n == 0 for n in first["audits"].values())
-    assert profiles(store).height == first["rows_enriched"]
+    kw = {"interactions": Source(kind="file", path=str(log))}
+    first = nightly(params(catalogue, store, **kw))
+    items, users = first["items"], first["users"]
+    assert items["rows_in"] == 20 and items["rows_enriched"] + items["rows_failed"] == 20
+    assert users["rows_in"] == 10 and users["rows_enriched"] + users["rows_failed"] == 10
+    assert items["chunks"] == 3 and all(n == 0 for n in first["audits"].values())
+    assert profiles(store).height == items["rows_enriched"]
 
-    second = nightly(params(catalogue, store))
-    assert second["llm_calls"] == 0 and second["rows_skipped"] == first["rows_enriched"]
+    second = nightly(params(catalogue, store, **kw))
+    assert second["items"]["llm_calls"] == 0 and second["users"]["llm_calls"] == 0
+    assert second["items"]["rows_skipped"] == items["rows_enriched"]
+    assert second["users"]["rows_skipped"] == users["rows_enriched"]
     artifact = Artifact.get("enrich-nightly-report")
     assert artifact is not None
     table = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
-    assert table[0]["llm_calls"] == 0 and table[0]["rows_in"] == 20
+    assert [(r["kind"], r["llm_calls"], r["rows_in"]) for r in table] == [
+        ("items", 0, 20),
+        ("users", 0, 10),
+    ]
 
-    items = pl.read_parquet(catalogue)
-    changed = items.with_columns(
+    frame = pl.read_parquet(catalogue)
+    changed = frame.with_columns(
         pl.when(pl.col("item_id").is_in([3, 7]))
         .then(pl.lit("Documentary"))
         .otherwise("genres")
         .alias("genres")
     )
     changed.write_parquet(catalogue)
-    third = nightly(params(catalogue, store))
-    assert third["rows_skipped"] == 18 and third["rows_generated"] == 2
+    third = nightly(params(catalogue, store, **kw))
+    assert third["items"]["rows_skipped"] == 18 and third["items"]["rows_generated"] == 2
+    assert third["users"]["llm_calls"] == 0  # their histories show titles, which did not change
 
 
 def test_deployment_carries_the_cron_schedule(catalogue, tmp_path) -> None:
@@ -136,8 +152,8 @@ def test_killed_run_resumes_exactly_once(catalogue, tmp_path) -> None:
     out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
     report = json.loads(out.strip().splitlines()[-1])
-    assert report["rows_skipped"] == done_before  # merged chunks are not enriched again
-    assert report["llm_calls"] == 20 - done_before
+    assert report["items"]["rows_skipped"] == done_before  # merged chunks: not enriched again
+    assert report["items"]["llm_calls"] == 20 - done_before
     with duckdb.connect(str(store), read_only=True) as con:
         ids = con.execute("SELECT item_id, count(*) FROM item_profiles GROUP BY 1").fetchall()
     assert len(ids) == 20 and all(n == 1 for _, n in ids)
