@@ -139,17 +139,23 @@ def test_killed_run_resumes_exactly_once(catalogue, tmp_path) -> None:
     store = tmp_path / "f.duckdb"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
     proc = _run_flow(catalogue, store, env)
-    deadline = time.monotonic() + 600
-    while _stored(store) < 4 and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)  # mid-run: some chunks merged, one in flight
-    proc.wait()
+    try:
+        deadline = time.monotonic() + 600
+        while _stored(store) < 4 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.5)
+    finally:  # mid-run: some chunks merged, one in flight (and never leave it running)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     done_before = _stored(store)
     assert 4 <= done_before < 20
 
     proc = _run_flow(catalogue, store, env)
-    out, err = proc.communicate(timeout=900)
+    try:
+        out, err = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, err[-3000:]
     report = json.loads(out.strip().splitlines()[-1])
     assert report["items"]["rows_skipped"] == done_before  # merged chunks: not enriched again
