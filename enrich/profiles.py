@@ -114,13 +114,9 @@ def run_profile_job(
     settings = settings or EnrichSettings()
     chat = resolve_llm(llm, timeout=settings.timeout_s)
     emb = resolve_embedder(embedder)
-    opened = Store.open(store)
-    try:
+    with Store.borrow(store) as opened:
         engine = LLMEngine(chat, schema, prompt.version_id(schema), opened, settings)
         out, report = run_job(kind, job, engine, emb, opened, settings, progress)
-    finally:
-        if opened is not store and not isinstance(store, duckdb.DuckDBPyConnection):
-            opened.close()
     return _shape(out, report, schema, emb.dim), report
 
 
@@ -187,16 +183,12 @@ def pending_items(
     prompt = prompt or PromptTemplate.for_items(row_template=template)
     frame = to_polars(data)
     rows = prepare(frame, id_col, text_cols, prompt.template_fields())
-    opened = Store.open(store)
-    try:
+    with Store.borrow(store) as opened:
         done = opened.already_profiled(
             "items",
             rows.frame.select(KEY, "input_hash"),
             model_id(resolve_llm(llm)),
             prompt.version_id(schema),
         )
-    finally:
-        if opened is not store and not isinstance(store, duckdb.DuckDBPyConnection):
-            opened.close()
     keep = ~rows.frame[KEY].is_in(done[KEY])
     return frame.filter(keep)

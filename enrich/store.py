@@ -72,6 +72,23 @@ class Store:
                 time.sleep(0.25)
         return cls(con, path, read_only)
 
+    @classmethod
+    @contextlib.contextmanager
+    def borrow(
+        cls, target: str | Path | duckdb.DuckDBPyConnection | Store | None
+    ) -> Iterator[Store]:
+        """The store at ``target`` for one block; closed after it only if opened here.
+
+        >>> with Store.borrow("features.duckdb") as store:  # doctest: +SKIP
+        ...     store.scalar("SELECT count(*) FROM runs")
+        """
+        store = cls.open(target)
+        try:
+            yield store
+        finally:
+            if store is not target and not isinstance(target, duckdb.DuckDBPyConnection):
+                store.close()
+
     def close(self) -> None:
         self.con.close()
 

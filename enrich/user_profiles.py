@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, overload
 
-import duckdb
 import polars as pl
 from pydantic import BaseModel
 
@@ -129,12 +128,8 @@ def _user_job(
     user_col, item_col = cols.user, cols.item
     text_cols = tuple(item_text_cols)
     if use_item_profiles and items is not None and store is not None:
-        opened = Store.open(store)
-        try:
+        with Store.borrow(store) as opened:
             themes = opened.item_themes()
-        finally:
-            if opened is not store and not isinstance(store, duckdb.DuckDBPyConnection):
-                opened.close()
         items = to_polars(items).with_columns(pl.col(item_col).cast(pl.Utf8).alias("_item_key"))
         items = items.join(themes.rename({"item_id": "_item_key"}), on="_item_key", how="left")
         text_cols += ("themes",)
@@ -215,17 +210,13 @@ def pending_users(
         prompt=prompt,
         store=store,
     )
-    opened = Store.open(store)
-    try:
+    with Store.borrow(store) as opened:
         done = opened.already_profiled(
             "users",
             job.frame.select(KEY, "input_hash"),
             model_id(resolve_llm(llm)),
             prompt.version_id(schema),
         )
-    finally:
-        if opened is not store and not isinstance(store, duckdb.DuckDBPyConnection):
-            opened.close()
     return job.frame.filter(~pl.col(KEY).is_in(done[KEY]))[user_col].to_list()
 
 
