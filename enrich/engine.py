@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from enrich.config import EnrichSettings
 from enrich.errors import TransientError, redact
 from enrich.limits import RateLimiter
-from enrich.llm import decoding_params, model_id, structured
+from enrich.llm import ChatEmbedded, decoding_params, model_id, structured
 from enrich.prompts import estimate_tokens
 from enrich.store import Store
 
@@ -151,6 +151,12 @@ class LLMEngine:
         self._structured = structured(llm, schema, self.settings.structured_method)
         self._transient = _transient_errors()
         self._runnable = RunnableLambda(self._request, name="enrich-request")
+        self.concurrency = self.settings.max_concurrency
+        if (
+            isinstance(llm, ChatEmbedded)
+            and "max_concurrency" not in self.settings.model_fields_set
+        ):
+            self.concurrency = max(self.concurrency, llm.n_parallel)  # fill its batch
 
     # -- keys and budget -------------------------------------------------------------------------
 
@@ -220,7 +226,7 @@ class LLMEngine:
             results = self._runnable.batch(
                 [pending[k] for k in keys],
                 config={
-                    "max_concurrency": self.settings.max_concurrency,
+                    "max_concurrency": self.concurrency,
                     "callbacks": [self._counter],
                 },
                 return_exceptions=True,
@@ -252,12 +258,13 @@ class LLMEngine:
         if isinstance(parsed, BaseModel):
             parsed = parsed.model_dump(mode="json")
         output = self._valid(parsed) if isinstance(parsed, dict) else None
-        if output is None:
-            error = result.get("parsing_error") or self._validation_error(parsed)
-            finish = (getattr(raw_msg, "response_metadata", None) or {}).get("finish_reason")
-            reason = f"{error}" + (" (the answer hit max_tokens)" if finish == "length" else "")
+        finish = (getattr(raw_msg, "response_metadata", None) or {}).get("finish_reason")
+        if output is None or finish == "length":  # a cut answer is never stored, even if it parses
+            error = str(result.get("parsing_error") or self._validation_error(parsed))
+            if finish == "length":
+                error = "the answer hit max_tokens" + (f": {error}" if output is None else "")
             return Answer(
-                error=redact(reason)[:2000],
+                error=redact(error)[:2000],
                 stage="validation",
                 raw=redact(raw)[:20000],
                 tokens_in=tin,

@@ -5,6 +5,9 @@ Structured output is constrained decoding: the output schema becomes a JSON gram
 answer parses (a small model left free loops). ``with_structured_output`` returns the same
 ``{"raw", "parsed", "parsing_error"}`` shape as LangChain's own models.
 
+Concurrent requests (LangChain's ``batch``/``abatch``, or the engine's ``max_concurrency``
+threads) are decoded together, ``n_parallel`` sequences at a time, by :class:`BatchDecoder`.
+
 Example:
     >>> from enrich.schemas import ItemProfile
     >>> llm = ChatEmbedded()
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -32,6 +36,7 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from pydantic import BaseModel
 
 from enrich.errors import EnrichError
+from enrich.llm.batched import BatchDecoder, grammar_for_schema
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL_ID = "smollm2-135m-instruct-q4_1"
@@ -58,6 +63,20 @@ def default_model_path() -> Path:
 _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrich-llama")
 
 
+_MADE: dict[tuple[Any, ...], Any] = {}
+
+
+def _made_on_worker(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` run once on the decoding thread, then served from memory on any thread.
+
+    (Going through the worker every time would queue callers behind a running decode loop.)
+    """
+    key = (fn, *args)
+    if key not in _MADE:
+        _MADE[key] = _WORKER.submit(fn, *args).result()  # fn is lru_cached: one per key
+    return _MADE[key]
+
+
 @lru_cache(maxsize=4)
 def _load(path: str, n_ctx: int, n_threads: int, seed: int) -> Any:
     from llama_cpp import Llama
@@ -67,6 +86,58 @@ def _load(path: str, n_ctx: int, n_threads: int, seed: int) -> Any:
     )
     atexit.register(llama.close)  # free it before the interpreter tears down llama.cpp's bindings
     return llama
+
+
+@lru_cache(maxsize=4)
+def _decoder(
+    path: str, n_ctx: int, n_threads: int, seed: int, n_seq: int, penalty: float, flash: bool
+) -> BatchDecoder:
+    decoder = BatchDecoder(
+        _load(path, n_ctx, n_threads, seed),
+        n_seq=n_seq,
+        n_ctx_seq=n_ctx,
+        n_threads=n_threads,
+        repeat_penalty=penalty,
+        flash_attn=flash,
+        run_on=_WORKER.submit,
+    )
+    atexit.register(decoder.close)  # registered after llama.close, so it runs before it
+    return decoder
+
+
+@lru_cache(maxsize=4)
+def _formatter(llama: Any) -> Any:
+    """The chat template ``create_chat_completion`` uses for this GGUF."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    eos, bos = llama.token_eos(), llama.token_bos()
+    return Jinja2ChatFormatter(
+        template=llama.metadata["tokenizer.chat_template"],
+        eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+        bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+        stop_token_ids=[eos],
+    )
+
+
+def _tokens(llama: Any, chat: list[dict[str, str]]) -> list[int]:
+    result = _formatter(llama)(messages=chat)
+    return llama.tokenize(
+        result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+    )
+
+
+def chat_tokens(llama: Any, chat: list[dict[str, str]]) -> tuple[list[int], int]:
+    """Prompt tokens of ``chat`` as ``create_chat_completion`` makes them, and how many leading
+    tokens are the system turn (shared by every prompt with the same system message)."""
+    tokens = _tokens(llama, chat)
+    if not chat or chat[0]["role"] != "system":
+        return tokens, 0
+    prefix = _tokens(llama, chat[:1])
+    shared = next(
+        (i for i, (a, b) in enumerate(zip(tokens, prefix, strict=False)) if a != b),
+        min(len(tokens), len(prefix)),
+    )
+    return tokens, shared
 
 
 class ChatEmbedded(BaseChatModel):
@@ -90,6 +161,11 @@ class ChatEmbedded(BaseChatModel):
     repeat_penalty: float = 1.15
     """Discourages the loops small models fall into."""
     seed: int = 0
+    n_parallel: int = 8
+    """Requests decoded together (continuous batching); 1 decodes one at a time. A batching
+    detail, not part of the answer's identity: it is left out of cache keys."""
+    flash_attn: bool = True
+    """Flash attention in the batched context (faster; last-digit differences in logits)."""
 
     @property
     def _llm_type(self) -> str:
@@ -107,7 +183,7 @@ class ChatEmbedded(BaseChatModel):
 
     def _llama(self) -> Any:
         path = self.model_path or str(default_model_path())
-        return _WORKER.submit(_load, path, self.n_ctx, self.n_threads, self.seed).result()
+        return _made_on_worker(_load, path, self.n_ctx, self.n_threads, self.seed)
 
     def _generate(
         self,
@@ -117,33 +193,62 @@ class ChatEmbedded(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         schema = kwargs.get("json_schema")
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
         chat = [{"role": _ROLES.get(m.type, "user"), "content": m.text} for m in messages]
         llama = self._llama()
-        out = _WORKER.submit(
-            llama.create_chat_completion,
-            messages=chat,
-            response_format={"type": "json_object", "schema": schema} if schema else None,
-            temperature=self.temperature,
-            max_tokens=kwargs.get("max_tokens", self.max_tokens),
-            repeat_penalty=self.repeat_penalty,
-            stop=stop,
-            seed=self.seed,
-        ).result()
-        choice = out["choices"][0]
-        usage = out.get("usage", {})
+        if self.temperature == 0 and not stop:
+            # The system turn (and whatever else leads every prompt) is decoded once, shared.
+            tokens, shared = chat_tokens(llama, chat)
+            done = (
+                self._decoder()
+                .submit(
+                    tokens,
+                    prefix_len=shared,
+                    grammar=grammar_for_schema(json.dumps(schema)) if schema else None,
+                    max_tokens=max_tokens,
+                )
+                .result()
+            )
+            text, finish = done.text, done.finish_reason
+            tokens_in, tokens_out = done.prompt_tokens, done.completion_tokens
+        else:  # sampling or stop strings: llama-cpp-python's own loop, one request at a time
+            out = _WORKER.submit(
+                llama.create_chat_completion,
+                messages=chat,
+                response_format={"type": "json_object", "schema": schema} if schema else None,
+                temperature=self.temperature,
+                max_tokens=max_tokens,
+                repeat_penalty=self.repeat_penalty,
+                stop=stop,
+                seed=self.seed,
+            ).result()
+            choice, usage = out["choices"][0], out.get("usage", {})
+            text, finish = choice["message"]["content"] or "", choice.get("finish_reason")
+            tokens_in = usage.get("prompt_tokens", 0)
+            tokens_out = usage.get("completion_tokens", 0)
         message = AIMessage(
-            content=choice["message"]["content"] or "",
+            content=text,
             usage_metadata={
-                "input_tokens": usage.get("prompt_tokens", 0),
-                "output_tokens": usage.get("completion_tokens", 0),
-                "total_tokens": usage.get("total_tokens", 0),
+                "input_tokens": tokens_in,
+                "output_tokens": tokens_out,
+                "total_tokens": tokens_in + tokens_out,
             },
-            response_metadata={
-                "finish_reason": choice.get("finish_reason"),
-                "model": self.model_id,
-            },
+            response_metadata={"finish_reason": finish, "model": self.model_id},
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _decoder(self) -> BatchDecoder:
+        path = self.model_path or str(default_model_path())
+        return _made_on_worker(
+            _decoder,
+            path,
+            self.n_ctx,
+            self.n_threads,
+            self.seed,
+            self.n_parallel,
+            self.repeat_penalty,
+            self.flash_attn,
+        )
 
     def with_structured_output(  # type: ignore[override]
         self,

@@ -1,0 +1,200 @@
+"""The embedded model at the hardware's limit, measured in one run on the same MovieLens items:
+
+- one at a time: llama-cpp-python's ``create_chat_completion`` with the schema grammar (what
+  ``ChatEmbedded`` did before batching, and what most wrappers do);
+- batched: :class:`enrich.llm.batched.BatchDecoder` with N = 1, 4, 8, 16 sequences at once,
+  shared system prefix, per-sequence grammar;
+- rates: prompt tok/s (prompts only, 16 at once) and generation tok/s (16 sequences), and the
+  ceiling they imply for these prompts and answers.
+
+    PYTHONPATH=. .venv/bin/python bench/embedded_throughput.py --items 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pydantic import ValidationError
+
+from enrich.llm import ChatEmbedded
+from enrich.llm.batched import BatchDecoder, Completion, grammar_for_schema
+from enrich.llm.embedded import _ROLES, _WORKER, chat_tokens
+from enrich.movielens import find_data_dir, load_ml100k_items, load_sample_catalogue
+from enrich.prompts import PromptTemplate
+from enrich.schemas import ItemProfile
+
+
+def valid(text: str) -> bool:
+    try:  # parsed as LangChain's parser does (control characters allowed in strings)
+        ItemProfile.model_validate(json.loads(text, strict=False))
+        return True
+    except (ValidationError, ValueError):
+        return False
+
+
+def run_batched(
+    llama: object,
+    prompts: list[tuple[list[int], int]],
+    grammar: str | None,
+    n_seq: int,
+    max_tokens: int,
+    flash: bool,
+) -> tuple[float, list[Completion], BatchDecoder]:
+    decoder = _WORKER.submit(
+        BatchDecoder, llama, n_seq=n_seq, n_ctx_seq=1024, flash_attn=flash, run_on=_WORKER.submit
+    ).result()
+    t0 = time.perf_counter()
+    futures = [
+        decoder.submit(t, prefix_len=k, grammar=grammar, max_tokens=max_tokens) for t, k in prompts
+    ]
+    done = [f.result() for f in futures]
+    seconds = time.perf_counter() - t0
+    _WORKER.submit(decoder.close).result()
+    return seconds, done, decoder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--no-baseline", action="store_true", help="skip the one-at-a-time run")
+    args = parser.parse_args()
+
+    data = find_data_dir("ml-100k")
+    items = (load_ml100k_items(data) if data else load_sample_catalogue()).head(args.items)
+    prompt, schema = PromptTemplate.for_items(), ItemProfile
+    chats = [
+        [{"role": _ROLES[m.type], "content": m.text} for m in prompt.render(v, schema)]
+        for v in items.select("title", "genres").to_dicts()
+    ]
+    chat = ChatEmbedded()
+    llama = chat._llama()
+    prompts = [chat_tokens(llama, c) for c in chats]
+    grammar = grammar_for_schema(json.dumps(schema.model_json_schema()))
+    n = len(prompts)
+    rows: list[dict[str, object]] = []
+
+    baseline: list[str] = []
+    if not args.no_baseline:
+        t0 = time.perf_counter()
+        gen = 0
+        for c in chats:
+            out = _WORKER.submit(
+                llama.create_chat_completion,
+                messages=c,
+                response_format={"type": "json_object", "schema": schema.model_json_schema()},
+                temperature=0.0,
+                max_tokens=chat.max_tokens,
+                repeat_penalty=chat.repeat_penalty,
+                seed=chat.seed,
+            ).result()
+            baseline.append(out["choices"][0]["message"]["content"])
+            gen += out["usage"]["completion_tokens"]
+        s = time.perf_counter() - t0
+        rows.append(
+            {
+                "path": "one at a time (create_chat_completion)",
+                "n_seq": 1,
+                "seconds": s,
+                "items_s": n / s,
+                "gen_tok_s": gen / s,
+                "prompt_tok_s": sum(len(t) for t, _ in prompts) / s,
+                "valid": sum(map(valid, baseline)),
+                "cut": None,
+                "prompt_tokens": sum(len(t) for t, _ in prompts),
+                "completion_tokens": gen,
+                "identical": n,
+            }
+        )
+
+    for n_seq in args.sizes:
+        flash = n_seq > 1  # at N=1 without flash attention the output is create_chat_completion's
+        s, done, decoder = run_batched(llama, prompts, grammar, n_seq, chat.max_tokens, flash)
+        rows.append(
+            {
+                "path": f"batched N={n_seq}" + (" (flash attn)" if flash else ""),
+                "n_seq": n_seq,
+                "seconds": s,
+                "items_s": n / s,
+                "gen_tok_s": decoder.stats.completion_tokens / s,
+                "prompt_tok_s": decoder.stats.prompt_tokens / s,
+                "valid": sum(valid(d.text) for d in done),
+                "cut": sum(d.finish_reason == "length" for d in done),
+                "prompt_tokens": decoder.stats.prompt_tokens,
+                "completion_tokens": decoder.stats.completion_tokens,
+                "identical": sum(d.text == b for d, b in zip(done, baseline, strict=False))
+                if baseline
+                else None,
+            }
+        )
+        print(rows[-1], flush=True)
+
+    # Phase rates: prompts alone (max_tokens=1, 16 at once), then generation alone (16 copies of
+    # one prompt: its prefix is shared, so nearly all the time is generation).
+    top = max(args.sizes)
+    s, _, dec = run_batched(llama, prompts, grammar, top, 1, True)
+    prompt_rate = dec.stats.prompt_tokens / s
+    tokens, _ = prompts[0]
+    s, _, dec = run_batched(
+        llama, [(tokens, len(tokens) - 1)] * top, grammar, top, chat.max_tokens, True
+    )
+    gen_rate = dec.stats.completion_tokens / (s - dec.stats.prompt_tokens / prompt_rate)
+    best = max(rows, key=lambda r: float(r["items_s"]))  # type: ignore[arg-type]
+    per_item = (
+        float(best["prompt_tokens"]) / prompt_rate + float(best["completion_tokens"]) / gen_rate  # type: ignore[arg-type]
+    ) / n
+    ceiling = 1 / per_item
+
+    base = rows[0]["items_s"] if baseline else None
+    print(
+        f"\n{n} MovieLens items, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores; prompt {sum(len(t) for t, _ in prompts) / n:.0f} tokens "
+        f"({sum(k for _, k in prompts) / n:.0f} shared), answer "
+        f"{float(best['completion_tokens']) / n:.0f} tokens on average\n"
+    )
+    print(
+        f"{'path':42} {'items/s':>8} {'x base':>7} {'gen t/s':>8} {'prompt t/s':>10} "
+        f"{'valid':>8} {'same':>5}"
+    )
+    for r in rows:
+        ratio = f"{float(r['items_s']) / float(base):7.2f}" if base else f"{'-':>7}"  # type: ignore[arg-type]
+        same = "-" if r["identical"] is None else str(r["identical"])
+        print(
+            f"{r['path']:42} {float(r['items_s']):8.3f} {ratio} "  # type: ignore[arg-type]
+            f"{float(r['gen_tok_s']):8.1f} {float(r['prompt_tok_s']):10.1f} "  # type: ignore[arg-type]
+            f"{r['valid']:>4}/{n:<3} {same:>5}"
+        )
+    print(
+        f"\nprompt processing {prompt_rate:.0f} tok/s ({top} prompts at once, shared prefix once); "
+        f"generation {gen_rate:.0f} tok/s ({top} sequences)"
+    )
+    print(
+        f"estimated ceiling for these prompts: {ceiling:.2f} items/s "
+        f"(best measured {float(best['items_s']):.2f} = "  # type: ignore[arg-type]
+        f"{100 * float(best['items_s']) / ceiling:.0f}%)"
+    )
+    out = Path(__file__).with_name("results") / "embedded_throughput.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "items": n,
+                "rows": rows,
+                "prompt_tok_s": prompt_rate,
+                "gen_tok_s": gen_rate,
+                "ceiling_items_s": ceiling,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,416 @@
+"""Continuous batching for the embedded model: many chat requests decoded together in one
+llama.cpp context, each with its own JSON grammar, the shared prompt prefix computed once.
+
+On a CPU, prompt processing is the bottleneck of short structured answers, and it is far cheaper
+per token in a batch than one request at a time; the system turn every request shares is decoded
+once and copied (``llama_memory_seq_cp``) into each sequence. Sequences join as slots free up
+(continuous batching), so a long answer does not hold the others back.
+
+Sampling is greedy with llama.cpp's repeat penalty, then the grammar: the greedy token is checked
+alone against the sequence's grammar and the whole vocabulary is filtered only when it is
+rejected (a few percent of tokens). The chosen token is therefore exactly the one the full
+``penalties -> grammar -> greedy`` chain of ``create_chat_completion`` picks from the same logits.
+
+Example:
+    >>> decoder = BatchDecoder(llama, n_seq=8)                     # doctest: +SKIP
+    >>> futures = [decoder.submit(tokens, prefix_len=40, grammar=gbnf) for tokens in prompts]
+    >>> [f.result().text for f in futures]                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import llama_cpp as lc
+import numpy as np
+
+from enrich.errors import EnrichError
+
+MIN_SHARED_PREFIX = 8
+"""Shorter common prefixes are decoded with the rest of the prompt (a copy costs more)."""
+
+TOP_K = 64
+"""Candidates checked against the grammar when the greedy token is not allowed."""
+
+_CANDIDATE = np.dtype([("id", np.intc), ("logit", np.float32), ("p", np.float32)], align=True)
+
+
+@dataclass
+class Completion:
+    """What one sequence produced."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    """``stop`` (end of generation) or ``length`` (hit ``max_tokens``: the answer is cut)."""
+
+
+@dataclass
+class DecodeStats:
+    """Counters since the decoder was made (for benchmarks and logs)."""
+
+    prompt_tokens: int = 0
+    """Prompt tokens decoded (shared prefixes count once)."""
+    shared_tokens: int = 0
+    """Prompt tokens copied from the shared prefix instead of decoded."""
+    completion_tokens: int = 0
+    """Tokens generated (end-of-generation tokens not counted)."""
+    decode_calls: int = 0
+    grammar_fallbacks: int = 0
+    """Tokens for which the greedy choice broke the grammar (the next best were checked)."""
+    grammar_full_scans: int = 0
+    """Fallbacks that had to filter the whole vocabulary."""
+    decode_seconds: float = 0.0
+    sample_seconds: float = 0.0
+
+
+@dataclass
+class _Request:
+    tokens: list[int]
+    prefix_len: int
+    grammar: str | None
+    max_tokens: int
+    future: Future[Completion] = field(default_factory=Future)
+
+
+@dataclass
+class _Sequence:
+    request: _Request
+    slot: int
+    grammar: Any  # llama_sampler_p or None
+    pos: int = 0
+    generated: list[int] = field(default_factory=list)
+    output_index: int = -1
+
+
+@lru_cache(maxsize=32)
+def grammar_for_schema(schema_json: str) -> str:
+    """GBNF for a JSON schema, as llama-cpp-python's ``response_format`` builds it."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    return json_schema_to_gbnf(schema_json)
+
+
+class BatchDecoder:
+    """Decodes up to ``n_seq`` requests at once in a context of its own on ``llama``'s model.
+
+    ``submit`` is thread-safe and returns a future; the decoding loop runs on ``run_on`` (a
+    callable that schedules work on the one thread allowed to touch llama.cpp), started when work
+    arrives and ended when none is left.
+
+    Args:
+        llama: a loaded ``llama_cpp.Llama`` (its model and tokenizer are shared, not copied).
+        n_seq: sequences decoded together.
+        n_ctx_seq: context of each sequence (prompt + answer); longer requests are refused.
+        n_threads: CPU threads for decoding.
+        repeat_penalty: llama.cpp's repeat penalty over the last ``penalty_last_n`` tokens.
+        flash_attn: use flash attention (faster with many sequences; tiny numeric differences).
+        run_on: schedules the decoding loop; default: a new thread per busy period.
+    """
+
+    def __init__(
+        self,
+        llama: Any,
+        n_seq: int = 16,
+        n_ctx_seq: int = 2048,
+        n_threads: int = 2,
+        repeat_penalty: float = 1.15,
+        penalty_last_n: int = 64,
+        flash_attn: bool = True,
+        run_on: Callable[[Callable[[], None]], Any] | None = None,
+    ) -> None:
+        if n_seq < 1:
+            raise EnrichError(f"n_seq must be at least 1, not {n_seq}")
+        self.llama = llama
+        self.n_seq = n_seq
+        self.n_ctx_seq = n_ctx_seq
+        self.repeat_penalty = repeat_penalty
+        self.penalty_last_n = penalty_last_n
+        self._run_on = run_on or (lambda fn: threading.Thread(target=fn, daemon=True).start())
+        model = llama._model.model
+        self._vocab = lc.llama_model_get_vocab(model)
+        self.n_vocab = lc.llama_vocab_n_tokens(self._vocab)
+        params = lc.llama_context_default_params()
+        params.n_seq_max = n_seq + 1  # sequence 0 holds the shared prefix
+        params.n_ctx = (n_seq + 1) * n_ctx_seq
+        params.n_batch = n_ctx_seq + n_seq  # one whole prompt plus one token per other sequence
+        params.n_ubatch = 512
+        params.n_threads = params.n_threads_batch = n_threads
+        params.kv_unified = False  # a stream per sequence: attention only over its own tokens
+        params.flash_attn_type = (
+            lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        params.no_perf = True
+        self._ctx = lc.llama_init_from_model(model, params)
+        if not self._ctx:
+            raise EnrichError(
+                f"llama.cpp could not create a context for {n_seq} sequences of {n_ctx_seq} "
+                "tokens; lower n_parallel or n_ctx"
+            )
+        self._mem = lc.llama_get_memory(self._ctx)
+        self.n_batch = params.n_batch
+        self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
+        self._prefix_batch = lc.llama_batch_init(self.n_batch, 0, 1)
+        self._candidates = np.zeros(self.n_vocab, dtype=_CANDIDATE)
+        self._candidates["id"] = np.arange(self.n_vocab, dtype=np.intc)
+        self._prefix: list[int] = []
+        self._queue: deque[_Request] = deque()
+        self._lock = threading.Lock()
+        self._running = False
+        self._closed = False
+        self.stats = DecodeStats()
+
+    # -- public -----------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        tokens: list[int],
+        *,
+        prefix_len: int = 0,
+        grammar: str | None = None,
+        max_tokens: int = 200,
+    ) -> Future[Completion]:
+        """Queue one prompt (token ids); ``prefix_len`` leading tokens are shared by others."""
+        request = _Request(list(tokens), prefix_len, grammar, max_tokens)
+        if not tokens:
+            request.future.set_exception(EnrichError("empty prompt"))
+            return request.future
+        if len(tokens) + max_tokens > self.n_ctx_seq:
+            request.future.set_exception(
+                EnrichError(
+                    f"prompt of {len(tokens)} tokens + max_tokens {max_tokens} exceeds the "
+                    f"{self.n_ctx_seq}-token context of a sequence; shorten the text or raise "
+                    "n_ctx"
+                )
+            )
+            return request.future
+        with self._lock:
+            if self._closed:
+                raise EnrichError("the decoder is closed")
+            self._queue.append(request)
+            start = not self._running
+            self._running = True
+        if start:
+            self._run_on(self._loop)
+        return request.future
+
+    def close(self) -> None:
+        """Free the context (pending requests fail)."""
+        with self._lock:
+            self._closed = True
+            pending, self._queue = list(self._queue), deque()
+        for request in pending:
+            request.future.set_exception(EnrichError("the decoder was closed"))
+        if self._ctx:
+            lc.llama_batch_free(self._batch)
+            lc.llama_batch_free(self._prefix_batch)
+            lc.llama_free(self._ctx)
+            self._ctx = None
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        active: list[_Sequence] = []
+        free = list(range(self.n_seq, 0, -1))
+        try:
+            while True:
+                with self._lock:
+                    if not active and not self._queue:
+                        self._running = False
+                        return
+                self._step(active, free)
+        except BaseException as exc:  # fail everything in flight rather than hang the callers
+            with self._lock:
+                pending, self._queue = list(self._queue), deque()
+                self._running = False
+            for seq in active:
+                self._finish(seq, None, free, error=exc)
+            for request in pending:
+                request.future.set_exception(exc)
+
+    def _step(self, active: list[_Sequence], free: list[int]) -> None:
+        batch = self._batch
+        n = 0
+        for seq in active:  # one token each: the one sampled last step
+            n = self._add(batch, n, seq.generated[-1], seq.pos, seq.slot, True)
+            seq.output_index, seq.pos = n - 1, seq.pos + 1
+        admitted: list[_Sequence] = []
+        copied = False
+        while free:
+            with self._lock:
+                request = self._queue[0] if self._queue else None
+                if request is None:
+                    break
+                shared = request.prefix_len if request.prefix_len >= MIN_SHARED_PREFIX else 0
+                shared = min(shared, len(request.tokens) - 1)
+                switch = shared > 0 and request.tokens[:shared] != self._prefix
+                if (switch and copied) or n + len(request.tokens) - shared > self.n_batch:
+                    break  # next step: the prefix holder is still being copied from / batch full
+                self._queue.popleft()
+            if switch:
+                self._load_prefix(request.tokens[:shared])
+            slot = free.pop()
+            lc.llama_memory_seq_rm(self._mem, slot, -1, -1)
+            if shared:
+                lc.llama_memory_seq_cp(self._mem, 0, slot, -1, -1)  # whole stream: the prefix
+                copied = True
+            grammar = None
+            if request.grammar:
+                grammar = lc.llama_sampler_init_grammar(
+                    self._vocab, request.grammar.encode(), b"root"
+                )
+                if not grammar:
+                    free.append(slot)
+                    request.future.set_exception(EnrichError("llama.cpp rejected the grammar"))
+                    continue
+            seq = _Sequence(request, slot, grammar, pos=shared)
+            self.stats.shared_tokens += shared
+            for i, token in enumerate(request.tokens[shared:]):
+                last = shared + i == len(request.tokens) - 1
+                n = self._add(batch, n, token, seq.pos, slot, last)
+                seq.pos += 1
+            seq.output_index = n - 1
+            admitted.append(seq)
+        active.extend(admitted)
+        if n == 0:
+            return
+        batch.n_tokens = n
+        started = time.perf_counter()
+        rc = lc.llama_decode(self._ctx, batch)
+        if rc != 0:
+            raise EnrichError(f"llama_decode failed with code {rc} on a batch of {n} tokens")
+        sampling = time.perf_counter()
+        self.stats.decode_seconds += sampling - started
+        self.stats.decode_calls += 1
+        self.stats.prompt_tokens += n - (len(active) - len(admitted))
+        for seq in list(active):
+            token = self._sample(seq)
+            if token is None:
+                self._finish(
+                    seq,
+                    active,
+                    free,
+                    error=EnrichError(
+                        "the grammar allows no token here; the schema cannot be satisfied"
+                    ),
+                )
+            elif lc.llama_vocab_is_eog(self._vocab, token):
+                self._finish(seq, active, free, reason="stop")
+            else:
+                seq.generated.append(token)
+                self.stats.completion_tokens += 1
+                if seq.grammar:
+                    lc.llama_sampler_accept(seq.grammar, token)
+                if len(seq.generated) >= seq.request.max_tokens:
+                    self._finish(seq, active, free, reason="length")
+        self.stats.sample_seconds += time.perf_counter() - sampling
+
+    @staticmethod
+    def _add(batch: Any, n: int, token: int, pos: int, seq_id: int, logits: bool) -> int:
+        batch.token[n] = token
+        batch.pos[n] = pos
+        batch.n_seq_id[n] = 1
+        batch.seq_id[n][0] = seq_id
+        batch.logits[n] = logits
+        return n + 1
+
+    def _load_prefix(self, tokens: list[int]) -> None:
+        """Decode ``tokens`` into sequence 0, the holder that new sequences copy from."""
+        lc.llama_memory_seq_rm(self._mem, 0, -1, -1)
+        self._prefix = []
+        batch = self._prefix_batch  # the step's batch is being filled meanwhile
+        for start in range(0, len(tokens), self.n_batch):
+            n = 0
+            for i, token in enumerate(tokens[start : start + self.n_batch]):
+                n = self._add(batch, n, token, start + i, 0, start + i == len(tokens) - 1)
+            batch.n_tokens = n
+            rc = lc.llama_decode(self._ctx, batch)
+            if rc != 0:
+                raise EnrichError(f"llama_decode failed with code {rc} on the shared prefix")
+            self.stats.decode_calls += 1
+            self.stats.prompt_tokens += n
+        self._prefix = list(tokens)
+
+    def _sample(self, seq: _Sequence) -> int | None:
+        """Greedy after the repeat penalty, constrained by the sequence's grammar."""
+        ptr = lc.llama_get_logits_ith(self._ctx, seq.output_index)
+        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))  # overwritten next decode
+        window = seq.generated[-self.penalty_last_n :]
+        if window and self.repeat_penalty != 1.0:
+            ids = np.unique(np.asarray(window, dtype=np.intc))
+            values = logits[ids]
+            logits[ids] = np.where(
+                values <= 0, values * self.repeat_penalty, values / self.repeat_penalty
+            )
+        token = int(np.argmax(logits))
+        if seq.grammar is None:
+            return token
+        # The chain's choice is the best token the grammar allows. Look for it among the greedy
+        # token alone, then the TOP_K best, then the whole vocabulary (slow: ~8 ms): whenever a
+        # tier holds an allowed token, the best of them is the best overall.
+        if self._best_allowed(seq.grammar, logits, np.array([token], dtype=np.intc)) is not None:
+            return token
+        self.stats.grammar_fallbacks += 1
+        kth = np.partition(logits, self.n_vocab - TOP_K)[self.n_vocab - TOP_K]
+        best = self._best_allowed(seq.grammar, logits, np.flatnonzero(logits >= kth))
+        if best is not None:
+            return best
+        self.stats.grammar_full_scans += 1
+        return self._best_allowed(seq.grammar, logits, None)
+
+    def _best_allowed(self, grammar: Any, logits: np.ndarray, ids: np.ndarray | None) -> int | None:
+        """The highest-logit token among ``ids`` (all if None) that ``grammar`` allows; ties go
+        to the lowest id, as llama.cpp's greedy sampler does."""
+        if ids is None:
+            candidates = self._candidates  # ids preset to 0..n_vocab-1
+            candidates["logit"] = logits
+        else:
+            candidates = np.empty(len(ids), dtype=_CANDIDATE)
+            candidates["id"], candidates["logit"] = ids, logits[ids]
+        candidates["p"] = 0.0
+        array = lc.llama_token_data_array(
+            data=candidates.ctypes.data_as(lc.llama_token_data_p),
+            size=len(candidates),
+            selected=-1,
+            sorted=False,
+        )
+        lc.llama_sampler_apply(grammar, ctypes.byref(array))
+        allowed = candidates[np.isfinite(candidates["logit"])]
+        if not len(allowed):
+            return None
+        top = allowed["id"][allowed["logit"] == allowed["logit"].max()]
+        return int(top.min())
+
+    def _finish(
+        self,
+        seq: _Sequence,
+        active: list[_Sequence] | None,
+        free: list[int],
+        *,
+        reason: str = "stop",
+        error: BaseException | None = None,
+    ) -> None:
+        if active is not None:
+            active.remove(seq)
+        if seq.grammar:
+            lc.llama_sampler_free(seq.grammar)
+            seq.grammar = None
+        if self._ctx:
+            lc.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
+        free.append(seq.slot)
+        if error is not None:
+            seq.request.future.set_exception(error)
+            return
+        text = self.llama.detokenize(seq.generated).decode("utf-8", errors="replace")
+        seq.request.future.set_result(
+            Completion(text, len(seq.request.tokens), len(seq.generated), reason)
+        )
