@@ -1,0 +1,150 @@
+"""The feature frame a LightGBM ``LGBMRanker`` (lambdarank) takes, built from candidates, the
+history before the period, and enriched features — joins in polars, vector maths in numpy.
+
+Features, by kind:
+- base: ALS score and rank, item popularity and mean rating, user activity and mean rating;
+- ``similarities``: cosine between a user vector and an item vector per name, e.g. the mean
+  embedding of the user's history vs. the item's text or LLM-profile embedding, or the user's
+  LLM profile vs. the item's profile;
+- ``reduced``: item embeddings reduced by PCA to a few dimensions;
+- ``categoricals``: item attributes (the LLM's mood, audience...) as LightGBM categoricals.
+
+Example:
+    >>> frame, groups, cats = ranker_features(candidates, history, similarities={
+    ...     "llm": (history_vectors(history, llm_items), llm_items)})     # doctest: +SKIP
+    >>> LGBMRanker().fit(frame.select(feature_columns(frame)), labels, group=groups,
+    ...                  categorical_feature=cats)                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from sklearn.decomposition import PCA
+
+from enrich.downstream.als import unit
+
+KEYS = ("user_id", "item_id")
+TOP_CATEGORIES = 30
+
+
+def ranker_features(
+    candidates: pl.DataFrame,
+    history: pl.DataFrame,
+    *,
+    similarities: dict[str, tuple[pl.DataFrame, pl.DataFrame]] | None = None,
+    reduced: dict[str, pl.DataFrame] | None = None,
+    categoricals: pl.DataFrame | None = None,
+    pca_dims: int = 8,
+    seed: int = 0,
+) -> tuple[pl.DataFrame, list[int], list[str]]:
+    """``(frame, group sizes, categorical columns)``; rows sorted by user then ALS rank.
+
+    ``candidates``: ``user_id, item_id, score, rank``. ``history``: ``user_id, item_id, rating``
+    before the period (nothing later may reach a feature). ``similarities``: name -> (user
+    vectors ``user_id, embedding``, item vectors ``item_id, embedding``). ``reduced``: name ->
+    item vectors. ``categoricals``: ``item_id`` plus string columns.
+    """
+    hist = history.select(
+        pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8), "rating"
+    )
+    items = hist.group_by("item_id").agg(
+        pl.len().alias("item_pop"), pl.col("rating").mean().alias("item_mean_rating")
+    )
+    users = hist.group_by("user_id").agg(
+        pl.len().alias("user_n"), pl.col("rating").mean().alias("user_mean_rating")
+    )
+    frame = (
+        candidates.select(
+            *KEYS, pl.col("score").alias("als_score"), pl.col("rank").alias("als_rank")
+        )
+        .join(items, on="item_id", how="left")
+        .join(users, on="user_id", how="left")
+        .with_columns(pl.col("item_pop").fill_null(0), pl.col("user_n").fill_null(0))
+        .sort("user_id", "als_rank")
+    )
+    for name, (user_vectors, item_vectors) in (similarities or {}).items():
+        frame = frame.with_columns(
+            pl.Series(f"sim_{name}", pair_cosine(frame, user_vectors, item_vectors))
+        )
+    for name, item_vectors in (reduced or {}).items():
+        frame = frame.join(_pca(item_vectors, name, pca_dims, seed), on="item_id", how="left")
+    cats: list[str] = []
+    if categoricals is not None:
+        coded = _codes(categoricals)
+        cats = [c for c in coded.columns if c != "item_id"]
+        frame = frame.join(coded, on="item_id", how="left")
+    groups = frame.group_by("user_id", maintain_order=True).len()["len"].to_list()
+    return frame, groups, cats
+
+
+def feature_columns(frame: pl.DataFrame) -> list[str]:
+    """Every column of a :func:`ranker_features` frame except the keys."""
+    return [c for c in frame.columns if c not in KEYS]
+
+
+def labels(frame: pl.DataFrame, period: pl.DataFrame) -> np.ndarray:
+    """1 where the user interacted with the candidate during ``period``, else 0."""
+    hits = period.select(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
+    return (
+        frame.select(*KEYS)
+        .join(hits.unique().with_columns(pl.lit(1).alias("y")), on=list(KEYS), how="left")["y"]
+        .fill_null(0)
+        .to_numpy()
+    )
+
+
+def pair_cosine(
+    pairs: pl.DataFrame, user_vectors: pl.DataFrame, item_vectors: pl.DataFrame
+) -> np.ndarray:
+    """Cosine between each pair's user vector and item vector (NaN where one is missing)."""
+    u_ids = user_vectors["user_id"].cast(pl.Utf8)
+    i_ids = item_vectors["item_id"].cast(pl.Utf8)
+    u = unit(np.asarray(user_vectors["embedding"].to_list(), dtype=np.float32))
+    i = unit(np.asarray(item_vectors["embedding"].to_list(), dtype=np.float32))
+    u_row = (
+        pairs.select(
+            pl.col("user_id").replace_strict(
+                u_ids, pl.int_range(len(u_ids), eager=True), default=-1
+            )
+        )
+        .to_series()
+        .to_numpy()
+    )
+    i_row = (
+        pairs.select(
+            pl.col("item_id").replace_strict(
+                i_ids, pl.int_range(len(i_ids), eager=True), default=-1
+            )
+        )
+        .to_series()
+        .to_numpy()
+    )
+    out = np.full(pairs.height, np.nan, dtype=np.float32)
+    ok = (u_row >= 0) & (i_row >= 0)
+    out[ok] = np.einsum("ij,ij->i", u[u_row[ok]], i[i_row[ok]])
+    return out
+
+
+def _pca(item_vectors: pl.DataFrame, name: str, dims: int, seed: int) -> pl.DataFrame:
+    matrix = np.asarray(item_vectors["embedding"].to_list(), dtype=np.float32)
+    reduced = PCA(n_components=min(dims, *matrix.shape), random_state=seed).fit_transform(matrix)
+    return pl.DataFrame(
+        {"item_id": item_vectors["item_id"].cast(pl.Utf8)}
+        | {f"{name}_pc{j}": reduced[:, j] for j in range(reduced.shape[1])}
+    )
+
+
+def _codes(categoricals: pl.DataFrame) -> pl.DataFrame:
+    """Integer codes of the ``TOP_CATEGORIES`` commonest lowercased values (0: rare, missing)."""
+    out = categoricals.select(pl.col("item_id").cast(pl.Utf8))
+    for column in categoricals.columns:
+        if column == "item_id":
+            continue
+        values = categoricals[column].cast(pl.Utf8).str.to_lowercase().str.strip_chars()
+        common = values.drop_nulls().value_counts(sort=True).head(TOP_CATEGORIES)[column]
+        code = {v: j + 1 for j, v in enumerate(common.to_list())}
+        out = out.with_columns(
+            values.replace_strict(code, default=0, return_dtype=pl.Int32).alias(f"cat_{column}")
+        )
+    return out

@@ -1,0 +1,147 @@
+"""Downstream adapters and metrics, on hand-made cases and on MovieLens 100K."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from enrich.downstream import assert_before, paired_bootstrap, ranking_metrics, temporal_split
+from enrich.downstream.als import ALSRecommender, history_vectors, nearest_items
+from enrich.downstream.metrics import coverage
+from enrich.downstream.ranker import feature_columns, labels, pair_cosine, ranker_features
+from enrich.errors import EnrichError
+from enrich.movielens import load_ml100k_ratings
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    ranked = pl.DataFrame(
+        {
+            "user_id": ["u"] * 4 + ["v"] * 2,
+            "item_id": ["a", "b", "c", "d", "x", "y"],
+            "rank": [1, 2, 3, 4, 1, 2],
+        }
+    )
+    relevant = pl.DataFrame({"user_id": ["u", "u", "v", "w"], "item_id": ["b", "d", "z", "q"]})
+    m = {r["user_id"]: r for r in ranking_metrics(ranked, relevant).to_dicts()}
+    dcg = 1 / math.log2(3) + 1 / math.log2(5)
+    idcg = 1 + 1 / math.log2(3)
+    assert m["u"]["ndcg@10"] == pytest.approx(dcg / idcg)
+    assert m["u"]["recall@10"] == 1.0 and m["u"]["mrr"] == 0.5
+    assert m["v"] == {
+        "user_id": "v",
+        "ndcg@10": 0.0,
+        "recall@10": 0.0,
+        "recall@20": 0.0,
+        "mrr": 0.0,
+    }
+    assert m["w"]["recall@20"] == 0.0  # relevant items but no ranking at all: zeros, not dropped
+    assert coverage(ranked, catalogue_size=12, k=1) == pytest.approx(2 / 12)
+
+
+def test_recall_at_k_cuts_at_k() -> None:
+    ranked = pl.DataFrame(
+        {"user_id": ["u"] * 25, "item_id": [f"i{j}" for j in range(25)], "rank": range(1, 26)}
+    )
+    relevant = pl.DataFrame({"user_id": ["u", "u"], "item_id": ["i4", "i14"]})  # ranks 5 and 15
+    row = ranking_metrics(ranked, relevant).row(0, named=True)
+    assert row["recall@10"] == 0.5 and row["recall@20"] == 1.0 and row["mrr"] == 0.2
+    assert row["ndcg@10"] == pytest.approx((1 / math.log2(6)) / (1 + 1 / math.log2(3)))
+
+
+def test_paired_bootstrap() -> None:
+    rng = np.random.default_rng(0)
+    b = rng.random(500)
+    mean, low, high = paired_bootstrap(b + 0.1, b)
+    assert mean == pytest.approx(0.1) and low == pytest.approx(0.1) and high == pytest.approx(0.1)
+    mean, low, high = paired_bootstrap(rng.random(500), rng.random(500))
+    assert low < mean < high and low < 0 < high
+
+
+@pytest.fixture(scope="module")
+def split(ml100k):
+    return temporal_split(load_ml100k_ratings(ml100k), validation=0.1, test=0.1, cold_items=0.1)
+
+
+def test_split_is_temporal_and_cold_items_are_cold(split) -> None:
+    assert split.train["timestamp"].max() < split.validation_start
+    assert split.validation["timestamp"].min() >= split.validation_start
+    assert split.validation["timestamp"].max() < split.test_start <= split.test["timestamp"].min()
+    seen = set(split.train["item_id"]) | set(split.validation["item_id"])
+    assert not seen & split.cold_items and len(split.cold_items) == 168  # 10% of 1,682
+    assert split.test.filter(pl.col("item_id").is_in(list(split.cold_items))).height > 0
+    assert_before(split.history("test"), "timestamp", split.test_start)
+    with pytest.raises(EnrichError, match="leakage"):
+        assert_before(split.test, "timestamp", split.test_start)
+
+
+def test_als_recommends_unseen_items_and_places_cold_ones(split) -> None:
+    als = ALSRecommender(factors=16, iterations=5, seed=0).fit(split.train)
+    users = sorted(split.train["user_id"].unique().to_list())[:50]
+    recs = als.recommend(users, k=20, exclude=split.train)
+    assert recs.group_by("user_id").len()["len"].to_list() == [20] * 50
+    assert recs.join(split.train, on=["user_id", "item_id"], how="semi").height == 0
+    assert not set(recs["item_id"]) & split.cold_items
+
+    rng = np.random.default_rng(0)  # vectors that carry the factors: the map must find them
+    everything = sorted(set(split.train["item_id"]) | split.cold_items)
+    known = {v: i for i, v in enumerate(als.items)}
+    mix = rng.standard_normal((16, 32))
+    base = rng.standard_normal((len(everything), 16))
+    for j, v in enumerate(everything):
+        if v in known:
+            base[j] = als.item_factors[known[v]]
+    vectors = pl.DataFrame({"item_id": everything, "embedding": (base @ mix).tolist()})
+    placed = als.place_items(vectors)
+    assert set(placed) == split.cold_items - set(split.train["item_id"])
+    recs = als.recommend(users, k=100, exclude=split.train)
+    assert set(recs["item_id"]) & split.cold_items  # cold items now reachable
+
+
+def test_nearest_items_and_history_vectors() -> None:
+    items = pl.DataFrame(
+        {"item_id": ["a", "b", "c"], "embedding": [[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]]}
+    )
+    history = pl.DataFrame({"user_id": ["u", "u"], "item_id": ["a", "c"]})
+    users = history_vectors(history, items)
+    assert np.allclose(
+        users["embedding"][0].to_list(), np.array([1.7, 0.7]) / np.hypot(1.7, 0.7), atol=1e-6
+    )
+    near = nearest_items(users, items, k=3, exclude=history)
+    assert near["item_id"].to_list() == ["b"] and near["rank"].to_list() == [1]
+
+
+def test_ranker_frame_groups_similarities_and_labels() -> None:
+    candidates = pl.DataFrame(
+        {
+            "user_id": ["u", "u", "v"],
+            "item_id": ["a", "b", "a"],
+            "score": [0.9, 0.5, 0.4],
+            "rank": [1, 2, 1],
+        }
+    )
+    history = pl.DataFrame(
+        {"user_id": ["u", "v", "v"], "item_id": ["c", "c", "b"], "rating": [5, 3, 4]}
+    )
+    items = pl.DataFrame(
+        {"item_id": ["a", "b", "c"], "embedding": [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]}
+    )
+    users = history_vectors(history, items)
+    frame, groups, cats = ranker_features(
+        candidates,
+        history,
+        similarities={"text": (users, items)},
+        categoricals=pl.DataFrame({"item_id": ["a", "b"], "mood": ["Dark", "dark "]}),
+    )
+    assert groups == [2, 1] and cats == ["cat_mood"]
+    assert frame["item_pop"].to_list() == [0, 1, 0]  # b once in history, a never
+    assert frame["user_n"].to_list() == [1, 1, 2]
+    assert frame["sim_text"][0] == pytest.approx(0.6)  # u's history is c = (0.6, 0.8); a = (1, 0)
+    assert frame["cat_mood"].to_list() == [1, 1, 1]  # "Dark" and "dark " are one category
+    assert "user_id" not in feature_columns(frame)
+    period = pl.DataFrame({"user_id": ["u"], "item_id": ["b"]})
+    assert labels(frame, period).tolist() == [0, 1, 0]
+    missing = pair_cosine(pl.DataFrame({"user_id": ["zz"], "item_id": ["a"]}), users, items)
+    assert np.isnan(missing[0])
