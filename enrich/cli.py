@@ -1,4 +1,4 @@
-"""The ``enrich`` command line: ``enrich demo``, ``enrich items``, ``enrich runs``.
+"""The ``enrich`` command line: ``demo``, ``items``, ``evaluate``, ``runs``, ``audit``, ``export``.
 
 Example:
     $ enrich demo --limit 20
@@ -45,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--to", type=Path, required=True, help="output folder")
     export.add_argument("--partition-by", nargs="*", default=[], help="e.g. model prompt_version")
 
+    ev = sub.add_parser("evaluate", help="the ablation ladder: does enrichment lift the ranking?")
+    ev.add_argument("--store", type=Path, default=Path("eval.duckdb"), help="caches enrichment")
+    ev.add_argument("--out", type=Path, default=Path("eval-report"), help="report folder")
+    ev.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-latest-small"])
+    ev.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ev.add_argument("--rungs", nargs="+", help="subset of 0 1 2 3 3b 4 5 (default: all)")
+    ev.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
+
     runs = sub.add_parser("runs", help="show the run ledger of a store")
     runs.add_argument("--store", type=Path, required=True)
     runs.add_argument("--last", type=int, default=10)
@@ -62,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             _items(args)
         elif args.command == "runs":
             _runs(args)
+        elif args.command == "evaluate":
+            _evaluate(args)
         elif args.command == "audit":
             return _audit(args)
         elif args.command == "export":
@@ -95,6 +105,23 @@ def _items(args: argparse.Namespace) -> None:
             with_report=True,
         )
     print(report.summary())
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from enrich.downstream.evaluate import EvalConfig, evaluate
+
+    config = EvalConfig(
+        dataset=args.dataset,
+        seeds=tuple(args.seeds),
+        llm=args.llm,
+        **({"rungs": tuple(args.rungs)} if args.rungs else {}),
+    )
+    with tqdm(unit="profile", desc="enrichment (cached in the store)") as bar:
+        result = evaluate(config, args.store, out_dir=args.out, progress=bar.update)
+    print(result.report_path.read_text() if result.report_path else result.summary)
+    print(f"report: {result.report_path}  chart: {result.chart_path}  eval_id: {result.eval_id}")
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -17,8 +17,9 @@ class EnrichSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ENRICH_", frozen=True)
 
-    max_concurrency: int = Field(4, ge=1)
-    """LLM requests in flight at once (a served model batches them; the embedded one queues)."""
+    max_concurrency: int | None = Field(None, ge=1)
+    """LLM requests in flight at once (a served model batches them, and so does the embedded one,
+    ``n_parallel`` at a time). None: the embedded model's ``n_parallel``, 4 for other models."""
     chunk_size: int = Field(64, ge=1)
     """Rows per chunk: each chunk is generated, embedded and committed before the next starts."""
     max_retries: int = Field(3, ge=0)

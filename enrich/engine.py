@@ -151,12 +151,9 @@ class LLMEngine:
         self._structured = structured(llm, schema, self.settings.structured_method)
         self._transient = _transient_errors()
         self._runnable = RunnableLambda(self._request, name="enrich-request")
-        self.concurrency = self.settings.max_concurrency
-        if (
-            isinstance(llm, ChatEmbedded)
-            and "max_concurrency" not in self.settings.model_fields_set
-        ):
-            self.concurrency = max(self.concurrency, llm.n_parallel)  # fill its batch
+        self.concurrency = self.settings.max_concurrency or (
+            llm.n_parallel if isinstance(llm, ChatEmbedded) else 4  # fill the embedded batch
+        )
 
     # -- keys and budget -------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 from enrich.errors import StoreError
 from enrich.sqlfiles import read_sql, sql_files
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PROFILE_TABLES = {"items": ("item_profiles", "item_id"), "users": ("user_profiles", "user_id")}
 _MIGRATION = re.compile(r"^(\d{4})_.*\.sql$")
 
@@ -282,6 +282,10 @@ class Store:
                 "INSERT INTO enrich_errors SELECT run_id, kind, entity_id, stage, error, "
                 "raw_output, now() FROM rows"
             )
+
+    def record_eval(self, rows: pa.Table) -> None:
+        """Append ``enrich evaluate`` results (columns named as in ``eval_runs``)."""
+        self.con.execute("INSERT INTO eval_runs BY NAME SELECT * FROM rows")
 
 
 def audit(store: Store) -> dict[str, pl.DataFrame]:

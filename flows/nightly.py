@@ -41,7 +41,9 @@ class NightlyParams(BaseModel):
     llm: str | None = Field(None, description="spec or base URL; None: the embedded model")
     embedder: str | None = None
     chunk_size: int = Field(64, ge=1, description="rows per mapped task")
-    max_concurrency: int = Field(4, ge=1, description="LLM requests in flight per task")
+    max_concurrency: int | None = Field(
+        None, ge=1, description="LLM requests in flight per task (default: the model's batch)"
+    )
     max_tokens_total: int | None = Field(None, description="token budget per chunk")
     interactions: Source | None = Field(None, description="interaction log; None: items only")
     users: Source | None = Field(None, description="user attributes (optional)")

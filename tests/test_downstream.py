@@ -145,3 +145,29 @@ def test_ranker_frame_groups_similarities_and_labels() -> None:
     assert labels(frame, period).tolist() == [0, 1, 0]
     missing = pair_cosine(pl.DataFrame({"user_id": ["zz"], "item_id": ["a"]}), users, items)
     assert np.isnan(missing[0])
+
+
+def test_ladder_without_llm_runs_end_to_end_and_is_stored(tmp_path, embedder) -> None:
+    """Rungs 0-2 (no LLM) on all of MovieLens 100K, one seed: real ALS, LightGBM, metrics,
+    eval_runs and the report."""
+    from enrich.downstream.evaluate import EvalConfig, evaluate
+    from enrich.store import Store
+
+    config = EvalConfig(seeds=(0,), rungs=("0", "1", "2"), bootstrap=200)
+    store = tmp_path / "eval.duckdb"
+    result = evaluate(config, store, out_dir=tmp_path / "report", embedder=embedder)
+    s = result.summary
+    assert set(s["rung"]) == {"0", "1", "2"}
+    assert set(s["segment"]) == {"all", "warm items", "long-tail items", "cold items", "cold users"}
+    ndcg = {
+        r["rung"]: r["value"]
+        for r in s.filter((pl.col("metric") == "ndcg@10") & (pl.col("segment") == "all")).to_dicts()
+    }
+    assert all(0 < v < 1 for v in ndcg.values()), ndcg
+    assert s.filter(pl.col("rung") == "2")["delta_vs_2"].abs().max() == 0
+    with Store.borrow(str(store)) as db:
+        rows = db.con.execute("SELECT count(*), count(DISTINCT eval_id) FROM eval_runs").fetchall()
+    assert rows == [(s.height, 1)]
+    assert result.report_path.read_text().count("| 2 + raw text embeddings") == 2
+    assert result.chart_path.stat().st_size > 10_000
+    assert result.costs.filter(pl.col("rung") == "2")["llm_calls_per_1k"].to_list() == [0.0]

@@ -3,6 +3,8 @@ real fault-injecting proxy in front of it."""
 
 from __future__ import annotations
 
+import logging
+
 import duckdb
 import polars as pl
 import pytest
@@ -84,7 +86,13 @@ def test_served_model_incremental_and_secret_free(
     assert SECRET not in dump(store)
 
 
-def test_faults_are_retried_or_recorded_never_lost(server, items, tmp_path, embedder) -> None:
+def test_faults_are_retried_or_recorded_never_lost(
+    server, items, tmp_path, embedder, monkeypatch, caplog
+) -> None:
+    """Faults at a 30% rate, with an API key set: every row enriched or recorded, nothing
+    duplicated, the ledger adds up, and the key is in no log line, table or error."""
+    monkeypatch.setenv("ENRICH_LLM_API_KEY", SECRET)
+    caplog.set_level(logging.DEBUG)  # httpx, openai, langchain, enrich: everything
     store = str(tmp_path / "f.duckdb")
     settings = EnrichSettings(max_concurrency=3, timeout_s=3, max_retries=4, fix_attempts=1)
     with FaultProxy(server, rate=0.3, seed=7, hang_s=4) as proxy:
@@ -112,3 +120,10 @@ def test_faults_are_retried_or_recorded_never_lost(server, items, tmp_path, embe
     assert run == [(items.height, report.rows_generated, report.rows_failed, report.llm_calls)]
     assert report.llm_calls >= items.height  # faults cost extra requests, all counted
     assert out.filter(pl.col("status") == "failed")["error"].null_count() == 0
+    assert any(  # the key was sent where it belongs: the Authorization header
+        {k.lower(): v for k, v in h.items()}.get("authorization") == f"Bearer {SECRET}"
+        for h in proxy.seen_headers
+    )
+    assert caplog.records and SECRET not in caplog.text
+    assert SECRET not in dump(store)
+    assert SECRET not in str(out.select("error").to_dicts())

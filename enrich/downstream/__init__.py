@@ -8,13 +8,21 @@ Example:
     >>> split.train.height, len(split.cold_items)                 # doctest: +SKIP
 """
 
+from enrich.downstream.als import ALSRecommender, history_vectors, nearest_items
 from enrich.downstream.metrics import paired_bootstrap, ranking_metrics
+from enrich.downstream.ranker import feature_columns, labels, ranker_features
 from enrich.downstream.split import TemporalSplit, assert_before, temporal_split
 
 __all__ = [
+    "ALSRecommender",
     "TemporalSplit",
     "assert_before",
+    "feature_columns",
+    "history_vectors",
+    "labels",
+    "nearest_items",
     "paired_bootstrap",
+    "ranker_features",
     "ranking_metrics",
     "temporal_split",
 ]

@@ -113,7 +113,7 @@ class BatchDecoder:
         n_ctx_seq: context of each sequence (prompt + answer); longer requests are refused.
         n_threads: CPU threads for decoding.
         repeat_penalty: llama.cpp's repeat penalty over the last ``penalty_last_n`` tokens.
-        flash_attn: use flash attention (faster with many sequences; tiny numeric differences).
+        flash_attn: flash attention (no faster on 2 CPU cores; last-digit logit differences).
         run_on: schedules the decoding loop; default: a new thread per busy period.
     """
 
@@ -125,7 +125,7 @@ class BatchDecoder:
         n_threads: int = 2,
         repeat_penalty: float = 1.15,
         penalty_last_n: int = 64,
-        flash_attn: bool = True,
+        flash_attn: bool = False,
         run_on: Callable[[Callable[[], None]], Any] | None = None,
     ) -> None:
         if n_seq < 1:
@@ -243,7 +243,7 @@ class BatchDecoder:
         for seq in active:  # one token each: the one sampled last step
             n = self._add(batch, n, seq.generated[-1], seq.pos, seq.slot, True)
             seq.output_index, seq.pos = n - 1, seq.pos + 1
-        admitted: list[_Sequence] = []
+        generating = n
         copied = False
         while free:
             with self._lock:
@@ -255,9 +255,11 @@ class BatchDecoder:
                 switch = shared > 0 and request.tokens[:shared] != self._prefix
                 if (switch and copied) or n + len(request.tokens) - shared > self.n_batch:
                     break  # next step: the prefix holder is still being copied from / batch full
-                self._queue.popleft()
-            if switch:
+                if not switch:
+                    self._queue.popleft()  # from here on, a failure is reported through `active`
+            if switch:  # the request stays queued until its prefix is in place
                 self._load_prefix(request.tokens[:shared])
+                continue
             slot = free.pop()
             lc.llama_memory_seq_rm(self._mem, slot, -1, -1)
             if shared:
@@ -273,14 +275,13 @@ class BatchDecoder:
                     request.future.set_exception(EnrichError("llama.cpp rejected the grammar"))
                     continue
             seq = _Sequence(request, slot, grammar, pos=shared)
+            active.append(seq)
             self.stats.shared_tokens += shared
             for i, token in enumerate(request.tokens[shared:]):
                 last = shared + i == len(request.tokens) - 1
                 n = self._add(batch, n, token, seq.pos, slot, last)
                 seq.pos += 1
             seq.output_index = n - 1
-            admitted.append(seq)
-        active.extend(admitted)
         if n == 0:
             return
         batch.n_tokens = n
@@ -291,7 +292,7 @@ class BatchDecoder:
         sampling = time.perf_counter()
         self.stats.decode_seconds += sampling - started
         self.stats.decode_calls += 1
-        self.stats.prompt_tokens += n - (len(active) - len(admitted))
+        self.stats.prompt_tokens += n - generating
         for seq in list(active):
             token = self._sample(seq)
             if token is None:

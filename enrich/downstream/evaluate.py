@@ -1,0 +1,331 @@
+"""``enrich evaluate``: the ablation ladder on MovieLens across seeds, with paired bootstrap
+intervals against rung 2 (raw text, no LLM), stored in ``eval_runs`` and written as a Markdown
+report with a PNG chart.
+
+The LLM work (item profiles, profiles with collaborative context, user profiles as of each
+period's start) goes through the library into the store, so a re-run pays nothing again. The
+held-out cold items are drawn once (``split_seed``) so that enrichment is shared by all seeds;
+seeds vary ALS, LightGBM and the bootstrap.
+
+Example:
+    >>> result = evaluate(EvalConfig(seeds=(0, 1, 2)), store="eval.duckdb")   # doctest: +SKIP
+    >>> print(result.report_path.read_text())                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, Field
+
+from enrich.config import EnrichSettings
+from enrich.downstream.enrichment import CF_PROMPT, Enriched, item_features, user_vectors
+from enrich.downstream.ladder import RUNG_NAMES, RUNGS, SEGMENTS, cold_item_maps, run_seed
+from enrich.downstream.metrics import METRICS, paired_bootstrap
+from enrich.downstream.split import TemporalSplit, assert_before, temporal_split
+from enrich.embedding import resolve_embedder
+from enrich.errors import EnrichError
+from enrich.llm import model_id, resolve_llm
+from enrich.movielens import (
+    find_data_dir,
+    load_latest_small_items,
+    load_latest_small_ratings,
+    load_ml100k_items,
+    load_ml100k_ratings,
+)
+from enrich.prompts import PromptTemplate
+from enrich.schemas import ItemProfile, UserProfile
+from enrich.store import Store
+
+BASELINE = "2"
+
+
+class EvalConfig(BaseModel):
+    """What an evaluation run does; stored with its results."""
+
+    dataset: str = Field("ml-100k", description="ml-100k or ml-latest-small")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    split_seed: int = Field(0, description="draw of the held-out cold items")
+    validation: float = 0.1
+    test: float = 0.1
+    cold_items: float = 0.1
+    candidates: int = 100
+    factors: int = 64
+    rungs: tuple[str, ...] = RUNGS
+    llm: str | None = Field(None, description="model spec; None: the embedded default")
+    bootstrap: int = 2000
+
+
+@dataclass
+class EvalResult:
+    eval_id: str
+    summary: pl.DataFrame
+    """Per rung and segment, pooled over seeds: metric means and deltas vs rung 2 with CIs."""
+    cold: pl.DataFrame
+    costs: pl.DataFrame
+    report_path: Path | None = None
+    chart_path: Path | None = None
+
+
+def load_dataset(name: str) -> tuple[pl.DataFrame, pl.DataFrame, tuple[str, ...]]:
+    """``(items, ratings, text columns)`` of a MovieLens dataset in ../shared/data."""
+    folder = find_data_dir(name)
+    if folder is None:
+        raise EnrichError(f"{name} not found: set ENRICH_DATA to the folder that holds {name}/")
+    if name == "ml-100k":
+        items, ratings, cols = (
+            load_ml100k_items(folder),
+            load_ml100k_ratings(folder),
+            ("title", "genres"),
+        )
+    elif name == "ml-latest-small":
+        items = load_latest_small_items(folder).rename({"movie_id": "item_id"}, strict=False)
+        ratings = load_latest_small_ratings(folder).rename({"movie_id": "item_id"}, strict=False)
+        cols = ("title", "genres", "tags")
+    else:
+        raise EnrichError(f"unknown dataset {name!r}; known: ml-100k, ml-latest-small")
+    ratings = ratings.with_columns(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
+    return items.with_columns(pl.col("item_id").cast(pl.Utf8)), ratings, cols
+
+
+def enrich_for(
+    config: EvalConfig,
+    split: TemporalSplit,
+    items: pl.DataFrame,
+    text_cols: tuple[str, ...],
+    store: Store,
+    *,
+    llm: Any = None,
+    embedder: Any = None,
+    progress: Any = None,
+) -> Enriched:
+    """Every feature the configured rungs need, cached in ``store``."""
+    llm_rungs = {"3", "3b", "4", "5"} & set(config.rungs)
+    settings = EnrichSettings(chunk_size=64)
+    enriched = item_features(
+        items,
+        text_cols,
+        store,
+        llm=llm,
+        embedder=embedder,
+        cf_history=split.train if "3b" in config.rungs else None,
+        with_llm=bool(llm_rungs),
+        settings=settings,
+        progress=progress,
+    )
+    if "5" in config.rungs:
+        enriched.users = {}
+        for period in ("validation", "test"):
+            target = split.validation if period == "validation" else split.test
+            history = split.history(period)
+            users = sorted(set(target["user_id"]) & set(history["user_id"]))
+            vectors = user_vectors(
+                history,
+                items,
+                users,
+                split.start(period),
+                store,
+                llm=llm,
+                embedder=embedder,
+                settings=settings,
+                progress=progress,
+            )
+            assert_before(vectors, "as_of", split.start(period))  # no profile saw the period
+            enriched.users[period] = vectors
+    return enriched
+
+
+def summarize(per_user: pl.DataFrame, n_resamples: int, seed: int = 0) -> pl.DataFrame:
+    """Mean per rung and segment over (seed, user), and the paired bootstrap of the difference
+    to rung 2 over the same (seed, user) pairs."""
+    rows = []
+    for (rung, segment), group in per_user.group_by("rung", "segment", maintain_order=True):
+        base = per_user.filter((pl.col("rung") == BASELINE) & (pl.col("segment") == segment))
+        paired = group.join(base, on=["seed", "user_id"], suffix="_base")
+        for metric in METRICS:
+            values = group[metric].to_numpy()
+            mean, low, high = paired_bootstrap(values, np.zeros_like(values), n_resamples, seed)
+            d, d_low, d_high = (
+                paired_bootstrap(
+                    paired[metric].to_numpy(),
+                    paired[f"{metric}_base"].to_numpy(),
+                    n_resamples,
+                    seed,
+                )
+                if base.height
+                else (np.nan, np.nan, np.nan)
+            )
+            rows.append(
+                {
+                    "rung": rung,
+                    "segment": segment,
+                    "metric": metric,
+                    "value": mean,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "delta_vs_2": d,
+                    "delta_low": d_low,
+                    "delta_high": d_high,
+                    "n_users": group.height,
+                }
+            )
+    return pl.DataFrame(rows)
+
+
+def costs(store: Store, enriched: Enriched, config: EvalConfig, llm_name: str) -> pl.DataFrame:
+    """LLM calls, tokens and LLM seconds per 1,000 entities, per rung, from the runs ledger."""
+    ledger = store.con.sql(
+        "SELECT kind, prompt_version, sum(llm_calls) AS calls, sum(tokens_in + tokens_out) AS "
+        "tokens, sum(llm_seconds) AS seconds, max(rows_in) AS rows FROM runs WHERE model = ? "
+        "GROUP BY ALL",
+        params=[llm_name],
+    ).pl()
+
+    def per_1000(kind: str, prompt: str) -> dict[str, float]:
+        row = ledger.filter((pl.col("kind") == kind) & (pl.col("prompt_version") == prompt))
+        if not row.height or not row["rows"][0]:
+            return {"calls": 0.0, "tokens": 0.0, "seconds": 0.0}
+        n = row["rows"][0] / 1000
+        return {k: float(row[k][0] or 0) / n for k in ("calls", "tokens", "seconds")}
+
+    items = per_1000("items", PromptTemplate.for_items().version_id(ItemProfile))
+    cf = per_1000("items", CF_PROMPT.version_id(ItemProfile))
+    users = per_1000("users", PromptTemplate.for_users().version_id(UserProfile))
+    zero = {"calls": 0.0, "tokens": 0.0, "seconds": 0.0}
+    by_rung = {"0": zero, "1": zero, "2": zero, "3": items, "3b": cf, "4": items}
+    by_rung["5"] = {k: items[k] + users[k] for k in items}
+    return pl.DataFrame(
+        [
+            {
+                "rung": r,
+                "llm_calls_per_1k": c["calls"],
+                "tokens_per_1k": c["tokens"],
+                "llm_seconds_per_1k": c["seconds"],
+            }
+            for r, c in by_rung.items()
+            if r in config.rungs
+        ]
+    )
+
+
+def prepare(config: EvalConfig) -> tuple[pl.DataFrame, tuple[str, ...], TemporalSplit]:
+    """``(items, text columns, split)`` of the configured dataset."""
+    items, ratings, text_cols = load_dataset(config.dataset)
+    split = temporal_split(
+        ratings,
+        validation=config.validation,
+        test=config.test,
+        cold_items=config.cold_items,
+        seed=config.split_seed,
+    )
+    return items, text_cols, split
+
+
+def seed_results(
+    config: EvalConfig, split: TemporalSplit, enriched: Enriched, seed: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(per-user ladder metrics, per-user cold-item metrics)`` of one seed."""
+    users, _ = run_seed(split, enriched, seed, config.rungs, config.candidates, config.factors)
+    return users, cold_item_maps(split, enriched, seed, config.candidates, config.factors)
+
+
+def conclude(
+    config: EvalConfig,
+    per_seed: list[tuple[pl.DataFrame, pl.DataFrame]],
+    enriched: Enriched,
+    db: Store,
+    model: str,
+    embedding_model: str,
+    seconds: float,
+    out_dir: str | Path | None = None,
+) -> EvalResult:
+    """Pool the seeds, bootstrap, record ``eval_runs``, and write the report if ``out_dir``."""
+    summary = summarize(pl.concat([u for u, _ in per_seed]), config.bootstrap)
+    cold = _cold_summary(pl.concat([c for _, c in per_seed]), config.bootstrap)
+    result = EvalResult(uuid.uuid4().hex[:12], summary, cold, costs(db, enriched, config, model))
+    _record(db, result, config, model, embedding_model, seconds)
+    if out_dir is not None:
+        from enrich.downstream.report import write_report
+
+        result.report_path, result.chart_path = write_report(result, config, Path(out_dir))
+    return result
+
+
+def evaluate(
+    config: EvalConfig,
+    store: str | Path | Store,
+    *,
+    out_dir: str | Path | None = None,
+    llm: Any = None,
+    embedder: Any = None,
+    progress: Any = None,
+) -> EvalResult:
+    """Run the ladder for every seed; store ``eval_runs``; write the report if ``out_dir``.
+
+    ``flows/evaluate.py`` runs the same steps as Prefect tasks, one per seed.
+    """
+    started = time.perf_counter()
+    items, text_cols, split = prepare(config)
+    chat = resolve_llm(llm if llm is not None else config.llm)
+    embedder = resolve_embedder(embedder)
+    with Store.borrow(store) as db:
+        enriched = enrich_for(
+            config, split, items, text_cols, db, llm=chat, embedder=embedder, progress=progress
+        )
+        per_seed = [seed_results(config, split, enriched, seed) for seed in config.seeds]
+        return conclude(
+            config,
+            per_seed,
+            enriched,
+            db,
+            model_id(chat),
+            embedder.name,
+            time.perf_counter() - started,
+            out_dir,
+        )
+
+
+def _cold_summary(cold: pl.DataFrame, n_resamples: int) -> pl.DataFrame:
+    rows = []
+    for (system,), group in cold.group_by("system", maintain_order=True):
+        for metric in METRICS:
+            v = group[metric].to_numpy()
+            mean, low, high = paired_bootstrap(v, np.zeros_like(v), n_resamples)
+            rows.append(
+                {
+                    "system": system,
+                    "metric": metric,
+                    "value": mean,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n_users": group.height,
+                }
+            )
+    return pl.DataFrame(rows)
+
+
+def _record(
+    db: Store, result: EvalResult, config: EvalConfig, model: str, embedder: str, seconds: float
+) -> None:
+    rows = result.summary.with_columns(
+        pl.lit(result.eval_id).alias("eval_id"),
+        pl.lit(datetime.now(UTC).replace(tzinfo=None)).alias("created_at"),
+        pl.lit(config.dataset).alias("dataset"),
+        pl.lit(model).alias("model"),
+        pl.lit(PromptTemplate.for_items().version_id(ItemProfile)).alias("prompt_version"),
+        pl.lit(embedder).alias("embedding_model"),
+        pl.lit(config.model_dump_json()).alias("config"),
+        pl.lit(seconds).alias("seconds"),
+    )
+    with db.transaction():
+        db.record_eval(rows.to_arrow())
+
+
+__all__ = ["RUNG_NAMES", "SEGMENTS", "EvalConfig", "EvalResult", "evaluate"]
