@@ -29,7 +29,7 @@ def run_demo(data: Path | None, store: Path, limit: int | None, llm: str | None 
     if limit is not None:
         items = items.head(limit)
     print(f"Profiling {items.height} items from {source} into {store} ...")
-    settings = EnrichSettings(chunk_size=20)
+    settings = EnrichSettings(chunk_size=48)  # 3 waves of the embedded model's 16 sequences
     started = time.perf_counter()
     with tqdm(total=items.height, unit="item", desc="enrich") as bar:
         out, report = profile_items(

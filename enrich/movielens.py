@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -108,12 +109,15 @@ def load_ml100k_users(path: str | Path) -> pl.DataFrame:
     ).with_columns(pl.col("user_id").cast(pl.Int64))
 
 
-def load_latest_small_items(path: str | Path) -> pl.DataFrame:
-    """movies.csv with the users' tags gathered per movie (``tags``: distinct, comma-joined)."""
+def load_latest_small_items(path: str | Path, tags_before: datetime | None = None) -> pl.DataFrame:
+    """movies.csv with the users' tags gathered per movie (``tags``: distinct, comma-joined);
+    with ``tags_before``, only tags given before that time (no later data in item text)."""
     movies = pl.read_csv(_require(path, "movies.csv")).rename({"movieId": "item_id"})
+    tags = pl.read_csv(_require(path, "tags.csv"))
+    if tags_before is not None:
+        tags = tags.filter(pl.from_epoch("timestamp", time_unit="s") < tags_before)
     tags = (
-        pl.read_csv(_require(path, "tags.csv"))
-        .group_by("movieId")
+        tags.group_by("movieId")
         .agg(pl.col("tag").str.to_lowercase().unique().sort().str.join(", ").alias("tags"))
         .rename({"movieId": "item_id"})
     )

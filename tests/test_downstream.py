@@ -171,3 +171,16 @@ def test_ladder_without_llm_runs_end_to_end_and_is_stored(tmp_path, embedder) ->
     assert result.report_path.read_text().count("| 2 + raw text embeddings") == 2
     assert result.chart_path.stat().st_size > 10_000
     assert result.costs.filter(pl.col("rung") == "2")["llm_calls_per_1k"].to_list() == [0.0]
+
+
+def test_latest_small_tags_can_be_cut_in_time() -> None:
+    from datetime import datetime
+
+    from enrich.movielens import find_data_dir, load_latest_small_items
+
+    folder = find_data_dir("ml-latest-small")
+    assert folder is not None, "ml-latest-small not found in ../shared/data"
+    every = load_latest_small_items(folder)
+    early = load_latest_small_items(folder, tags_before=datetime(2010, 1, 1))
+    assert early.height == every.height  # every movie kept, fewer tags
+    assert 0 < early["tags"].drop_nulls().len() < every["tags"].drop_nulls().len()

@@ -74,25 +74,28 @@ class EvalResult:
     chart_path: Path | None = None
 
 
-def load_dataset(name: str) -> tuple[pl.DataFrame, pl.DataFrame, tuple[str, ...]]:
-    """``(items, ratings, text columns)`` of a MovieLens dataset in ../shared/data."""
+def load_dataset(name: str) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    """``(ratings, item text columns)`` of a MovieLens dataset in ../shared/data."""
     folder = find_data_dir(name)
     if folder is None:
         raise EnrichError(f"{name} not found: set ENRICH_DATA to the folder that holds {name}/")
     if name == "ml-100k":
-        items, ratings, cols = (
-            load_ml100k_items(folder),
-            load_ml100k_ratings(folder),
-            ("title", "genres"),
-        )
-    elif name == "ml-latest-small":
-        items = load_latest_small_items(folder).rename({"movie_id": "item_id"}, strict=False)
-        ratings = load_latest_small_ratings(folder).rename({"movie_id": "item_id"}, strict=False)
-        cols = ("title", "genres", "tags")
-    else:
-        raise EnrichError(f"unknown dataset {name!r}; known: ml-100k, ml-latest-small")
-    ratings = ratings.with_columns(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
-    return items.with_columns(pl.col("item_id").cast(pl.Utf8)), ratings, cols
+        return load_ml100k_ratings(folder), ("title", "genres")
+    if name == "ml-latest-small":
+        return load_latest_small_ratings(folder), ("title", "genres", "tags")
+    raise EnrichError(f"unknown dataset {name!r}; known: ml-100k, ml-latest-small")
+
+
+def load_items(name: str, split: TemporalSplit) -> pl.DataFrame:
+    """Item metadata; ml-latest-small's user tags only from before the first period starts."""
+    folder = find_data_dir(name)
+    assert folder is not None
+    items = (
+        load_ml100k_items(folder)
+        if name == "ml-100k"
+        else load_latest_small_items(folder, tags_before=split.validation_start)
+    )
+    return items.with_columns(pl.col("item_id").cast(pl.Utf8))
 
 
 def enrich_for(
@@ -217,7 +220,7 @@ def costs(store: Store, enriched: Enriched, config: EvalConfig, llm_name: str) -
 
 def prepare(config: EvalConfig) -> tuple[pl.DataFrame, tuple[str, ...], TemporalSplit]:
     """``(items, text columns, split)`` of the configured dataset."""
-    items, ratings, text_cols = load_dataset(config.dataset)
+    ratings, text_cols = load_dataset(config.dataset)
     split = temporal_split(
         ratings,
         validation=config.validation,
@@ -225,7 +228,7 @@ def prepare(config: EvalConfig) -> tuple[pl.DataFrame, tuple[str, ...], Temporal
         cold_items=config.cold_items,
         seed=config.split_seed,
     )
-    return items, text_cols, split
+    return load_items(config.dataset, split), text_cols, split
 
 
 def seed_results(
