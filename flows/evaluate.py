@@ -54,7 +54,6 @@ def evaluate_flow(config: EvalConfig, store: str = "eval.duckdb", out: str = "ev
         result = conclude(
             config,
             per_seed,
-            enriched,
             db,
             model_id(resolve_llm(config.llm)),
             resolve_embedder(None).name,

@@ -147,6 +147,7 @@ def test_ranker_frame_groups_similarities_and_labels() -> None:
     assert np.isnan(missing[0])
 
 
+@pytest.mark.slow
 def test_ladder_without_llm_runs_end_to_end_and_is_stored(tmp_path, embedder) -> None:
     """Rungs 0-2 (no LLM) on all of MovieLens 100K, one seed: real ALS, LightGBM, metrics,
     eval_runs and the report."""
@@ -184,3 +185,47 @@ def test_latest_small_tags_can_be_cut_in_time() -> None:
     early = load_latest_small_items(folder, tags_before=datetime(2010, 1, 1))
     assert early.height == every.height  # every movie kept, fewer tags
     assert 0 < early["tags"].drop_nulls().len() < every["tags"].drop_nulls().len()
+
+
+@pytest.mark.slow
+def test_every_rung_runs_with_a_scripted_model(tmp_path, embedder) -> None:
+    """All rungs, LLM ones included, wired end to end (a scripted model stands in for the LLM
+    here, so this checks the plumbing and the leakage guards, not the lift)."""
+    from enrich.downstream.evaluate import EvalConfig, evaluate
+    from tests.fakes import GOOD, ScriptedChat
+
+    user = {
+        "summary": "Likes films of many kinds.",
+        "liked": ["drama"],
+        "disliked": [],
+        "keywords": ["films"],
+    }
+    llm = ScriptedChat(script=lambda text, attempt: user if "<history>" in text else GOOD)
+    config = EvalConfig(seeds=(0,), bootstrap=100)
+    result = evaluate(config, tmp_path / "eval.duckdb", llm=llm, embedder=embedder)
+    assert set(result.summary["rung"]) == {"0", "1", "2", "3", "3b", "4", "5"}
+    costs = {r["rung"]: r["llm_calls_per_1k"] for r in result.costs.to_dicts()}
+    assert costs["2"] == 0 and costs["3"] > 0 and costs["3b"] > 0 and costs["5"] > costs["4"]
+    assert set(result.cold["system"]) == {
+        "ALS + raw-text map",
+        "ALS + LLM-profile map",
+        "popularity",
+    }
+
+
+@pytest.mark.slow
+def test_evaluation_flow_records_its_results(tmp_path, embedder) -> None:
+    """The Prefect flow (ephemeral API) runs the same steps and records one eval_id."""
+    from enrich.downstream.evaluate import EvalConfig
+    from enrich.store import Store
+    from flows.evaluate import evaluate_flow
+
+    config = EvalConfig(seeds=(1,), rungs=("0", "1"), bootstrap=100)
+    store = str(tmp_path / "eval.duckdb")
+    eval_id = evaluate_flow(config, store, str(tmp_path / "report"))
+    with Store.borrow(store) as db:
+        rows = db.con.execute(
+            "SELECT DISTINCT rung FROM eval_runs WHERE eval_id = ? ORDER BY 1", [eval_id]
+        ).fetchall()
+    assert rows == [("0",), ("1",)]
+    assert (tmp_path / "report" / "report.md").exists()

@@ -116,7 +116,11 @@ def test_every_sql_file_runs() -> None:
         for path in sql_files(folder):
             store.con.execute(path.read_text()).fetchall()  # re-runnable, or a query
     for path in sql_files("queries"):
-        assert store.con.execute(path.read_text(), {"item_id": "0", "k": 2}).fetchall()
+        text = path.read_text()
+        if "$item_id" in text:
+            assert store.con.execute(text, {"item_id": "0", "k": 2}).fetchall()
+        else:
+            store.con.execute(text).fetchall()
 
 
 def test_identifiers_are_validated() -> None:

@@ -41,7 +41,8 @@ from enrich.movielens import (
     load_ml100k_ratings,
 )
 from enrich.prompts import PromptTemplate
-from enrich.schemas import ItemProfile, UserProfile
+from enrich.schemas import ItemProfile
+from enrich.sqlfiles import read_sql
 from enrich.store import Store
 
 BASELINE = "2"
@@ -182,26 +183,29 @@ def summarize(per_user: pl.DataFrame, n_resamples: int, seed: int = 0) -> pl.Dat
     return pl.DataFrame(rows)
 
 
-def costs(store: Store, enriched: Enriched, config: EvalConfig, llm_name: str) -> pl.DataFrame:
-    """LLM calls, tokens and LLM seconds per 1,000 entities, per rung, from the runs ledger."""
-    ledger = store.con.sql(
-        "SELECT kind, prompt_version, sum(llm_calls) AS calls, sum(tokens_in + tokens_out) AS "
-        "tokens, sum(llm_seconds) AS seconds, max(rows_in) AS rows FROM runs WHERE model = ? "
-        "GROUP BY ALL",
-        params=[llm_name],
-    ).pl()
-
-    def per_1000(kind: str, prompt: str) -> dict[str, float]:
-        row = ledger.filter((pl.col("kind") == kind) & (pl.col("prompt_version") == prompt))
-        if not row.height or not row["rows"][0]:
-            return {"calls": 0.0, "tokens": 0.0, "seconds": 0.0}
-        n = row["rows"][0] / 1000
-        return {k: float(row[k][0] or 0) / n for k in ("calls", "tokens", "seconds")}
-
-    items = per_1000("items", PromptTemplate.for_items().version_id(ItemProfile))
-    cf = per_1000("items", CF_PROMPT.version_id(ItemProfile))
-    users = per_1000("users", PromptTemplate.for_users().version_id(UserProfile))
+def costs(store: Store, config: EvalConfig, llm_name: str) -> pl.DataFrame:
+    """LLM calls, tokens and LLM seconds per 1,000 entities, per rung, from the runs ledger
+    (``sql/queries/llm_cost_per_prompt.sql``)."""
+    ledger = store.con.sql(read_sql("queries/llm_cost_per_prompt.sql")).pl()
+    ledger = ledger.filter(pl.col("model") == llm_name)
     zero = {"calls": 0.0, "tokens": 0.0, "seconds": 0.0}
+
+    def per_1000(rows: pl.DataFrame) -> dict[str, float]:
+        entities = float(rows["entities"].sum() or 0)
+        if not entities:
+            return zero
+        return {
+            "calls": 1000 * float(rows["calls"].sum()) / entities,
+            "tokens": 1000 * float(rows["tokens"].sum()) / entities,
+            "seconds": 1000 * float(rows["llm_seconds"].sum()) / entities,
+        }
+
+    def prompt(version: str) -> pl.DataFrame:
+        return ledger.filter(pl.col("prompt_version") == version)
+
+    items = per_1000(prompt(PromptTemplate.for_items().version_id(ItemProfile)))
+    cf = per_1000(prompt(CF_PROMPT.version_id(ItemProfile)))
+    users = per_1000(ledger.filter(pl.col("kind") == "users"))
     by_rung = {"0": zero, "1": zero, "2": zero, "3": items, "3b": cf, "4": items}
     by_rung["5"] = {k: items[k] + users[k] for k in items}
     return pl.DataFrame(
@@ -242,7 +246,6 @@ def seed_results(
 def conclude(
     config: EvalConfig,
     per_seed: list[tuple[pl.DataFrame, pl.DataFrame]],
-    enriched: Enriched,
     db: Store,
     model: str,
     embedding_model: str,
@@ -252,7 +255,7 @@ def conclude(
     """Pool the seeds, bootstrap, record ``eval_runs``, and write the report if ``out_dir``."""
     summary = summarize(pl.concat([u for u, _ in per_seed]), config.bootstrap)
     cold = _cold_summary(pl.concat([c for _, c in per_seed]), config.bootstrap)
-    result = EvalResult(uuid.uuid4().hex[:12], summary, cold, costs(db, enriched, config, model))
+    result = EvalResult(uuid.uuid4().hex[:12], summary, cold, costs(db, config, model))
     _record(db, result, config, model, embedding_model, seconds)
     if out_dir is not None:
         from enrich.downstream.report import write_report
@@ -286,7 +289,6 @@ def evaluate(
         return conclude(
             config,
             per_seed,
-            enriched,
             db,
             model_id(chat),
             embedder.name,

@@ -98,32 +98,24 @@ def pair_cosine(
     pairs: pl.DataFrame, user_vectors: pl.DataFrame, item_vectors: pl.DataFrame
 ) -> np.ndarray:
     """Cosine between each pair's user vector and item vector (NaN where one is missing)."""
-    u_ids = user_vectors["user_id"].cast(pl.Utf8)
-    i_ids = item_vectors["item_id"].cast(pl.Utf8)
     u = unit(np.asarray(user_vectors["embedding"].to_list(), dtype=np.float32))
     i = unit(np.asarray(item_vectors["embedding"].to_list(), dtype=np.float32))
-    u_row = (
-        pairs.select(
-            pl.col("user_id").replace_strict(
-                u_ids, pl.int_range(len(u_ids), eager=True), default=-1
-            )
-        )
-        .to_series()
-        .to_numpy()
-    )
-    i_row = (
-        pairs.select(
-            pl.col("item_id").replace_strict(
-                i_ids, pl.int_range(len(i_ids), eager=True), default=-1
-            )
-        )
-        .to_series()
-        .to_numpy()
-    )
+    u_row = _rows(pairs["user_id"], user_vectors["user_id"])
+    i_row = _rows(pairs["item_id"], item_vectors["item_id"])
     out = np.full(pairs.height, np.nan, dtype=np.float32)
     ok = (u_row >= 0) & (i_row >= 0)
     out[ok] = np.einsum("ij,ij->i", u[u_row[ok]], i[i_row[ok]])
     return out
+
+
+def _rows(keys: pl.Series, ids: pl.Series) -> np.ndarray:
+    """Row of each key in ``ids`` (-1 where absent)."""
+    ids = ids.cast(pl.Utf8)
+    return (
+        keys.cast(pl.Utf8)
+        .replace_strict(ids, pl.int_range(len(ids), eager=True), default=-1)
+        .to_numpy()
+    )
 
 
 def _pca(item_vectors: pl.DataFrame, name: str, dims: int, seed: int) -> pl.DataFrame:
