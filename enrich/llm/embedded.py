@@ -165,8 +165,8 @@ class ChatEmbedded(BaseChatModel):
     """Requests decoded together (continuous batching); 1 decodes one at a time. A batching
     detail, not part of the answer's identity: it is left out of cache keys."""
     flash_attn: bool = False
-    """Flash attention in the batched context: no faster here (0.95 vs 0.91 items/s at N=16, within
-    noise), and its last-digit differences in logits sent one answer of 200 into a loop."""
+    """Flash attention in the batched context: 5-20% faster in the benchmark, but its last-digit
+    differences in logits sent one answer of 200 into a loop (cut at max_tokens), so it is off."""
 
     @property
     def _llm_type(self) -> str:
