@@ -204,14 +204,14 @@ def cold_item_maps(
     history = split.history("test")
     users = sorted(set(split.test["user_id"]) & set(history["user_id"]))
     systems: dict[str, pl.DataFrame] = {}
+    als = ALSRecommender(factors=factors, seed=seed).fit(history)  # once: each map re-places
     for name, vectors in (
         ("ALS + raw-text map", enriched.raw),
         ("ALS + LLM-profile map", enriched.llm),
     ):
         if vectors is None:
             continue
-        als = ALSRecommender(factors=factors, seed=seed).fit(history)
-        als.place_items(vectors)
+        als.place_items(vectors)  # replaces the previous map's cold items
         systems[name] = als.recommend(users, k=k, exclude=history)
     popularity = history.group_by("item_id").len().sort("len", "item_id", descending=[True, False])
     systems["popularity"] = (
