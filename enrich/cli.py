@@ -146,7 +146,11 @@ def _runs(args: argparse.Namespace) -> None:
         print(
             pl.from_arrow(
                 store.con.execute(
-                    "SELECT run_id[:8] AS run, kind, started_at, status, rows_in, rows_skipped, "
+                    # this process holds the file, so no other process can be running: a
+                    # 'running' row was killed (its counters cover its committed chunks)
+                    "SELECT run_id[:8] AS run, kind, started_at, "
+                    "CASE status WHEN 'running' THEN 'interrupted' ELSE status END AS status, "
+                    "rows_in, rows_skipped, "
                     "cache_hits, rows_generated, rows_failed, llm_calls, tokens_in, tokens_out, "
                     "round(total_seconds, 1) AS seconds FROM runs ORDER BY started_at DESC LIMIT ?",
                     [args.last],

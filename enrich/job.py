@@ -166,11 +166,13 @@ def _chunk(
                 [outputs[i] for i in order],
                 vectors[order],
             )
-    with store.transaction():
+    with store.transaction():  # the rows and the ledger's counters land together
         if table.height:
             store.upsert_profiles(kind, table.to_arrow())
         _record_failures(store, report, empty, "input", job.empty_reason, in_transaction=True)
         _record_errors(store, report, failures)
+        _account(report, engine)
+        store.record_run(report.as_row())
     return table
 
 
@@ -238,7 +240,9 @@ def _record_failures(
             _record_errors(store, report, failures)
 
 
-def _finish(report: RunReport, engine: LLMEngine, store: Store, started: float) -> None:
+def _account(report: RunReport, engine: LLMEngine) -> None:
+    """Copy the engine's spend so far into the report (a killed run's ledger row then shows
+    what its committed chunks cost)."""
     usage = engine.usage
     report.llm_calls, report.tokens_in, report.tokens_out = (
         usage.llm_calls,
@@ -246,6 +250,11 @@ def _finish(report: RunReport, engine: LLMEngine, store: Store, started: float) 
         usage.tokens_out,
     )
     report.cost, report.llm_seconds = engine.cost, usage.llm_seconds
+    report.total_seconds = (_now() - report.started_at).total_seconds()
+
+
+def _finish(report: RunReport, engine: LLMEngine, store: Store, started: float) -> None:
+    _account(report, engine)
     report.finished_at = _now()
     report.total_seconds = time.perf_counter() - started
     if report.status == "running":

@@ -76,6 +76,7 @@ def test_sigkill_at_random_points_then_rerun_completes_exactly_once(tmp_path) ->
         proc.wait()
         before = set(_stored(store))
         calls_before = len(_calls(log))
+        _assert_killed_run_accounted(store, trial)
 
         proc = _start(store, log)
         out, err = proc.communicate(timeout=300)
@@ -91,6 +92,23 @@ def test_sigkill_at_random_points_then_rerun_completes_exactly_once(tmp_path) ->
         with duckdb.connect(str(store), read_only=True) as con:
             status = con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchall()
         assert status == [("ok",)]
+
+
+def _assert_killed_run_accounted(store: Path, trial: int) -> None:
+    """The killed run's ledger row counts exactly the rows and errors it committed."""
+    if not store.exists():
+        return
+    with Store.borrow(str(store)) as s:
+        if s.embedding_dim() is None:
+            return
+        rows = s.con.execute(
+            "SELECT r.status, r.rows_enriched, r.rows_failed, r.llm_calls, "
+            "(SELECT count(*) FROM item_profiles p WHERE p.run_id = r.run_id), "
+            "(SELECT count(*) FROM enrich_errors e WHERE e.run_id = r.run_id) FROM runs r"
+        ).fetchall()
+    for _status, enriched, failed, calls, stored, errors in rows:  # running (or ok if it ended)
+        assert (enriched, failed) == (stored, errors), f"trial {trial}: ledger {rows}"
+        assert calls >= enriched, f"trial {trial}: {calls} calls for {enriched} rows"
 
 
 @pytest.fixture
