@@ -273,8 +273,14 @@ def _output(
         else None
     )
     new_keys = set(new[id_col].to_list()) if new is not None else set()
-    old_keys = [k for k in frame[KEY].to_list() if k not in new_keys]
-    old = store.read_profiles(kind, old_keys, report.model, report.prompt_version)
+    old_rows = frame.filter(~pl.col(KEY).is_in(list(new_keys)))
+    old = store.read_profiles(
+        kind,
+        old_rows[KEY].to_list(),
+        report.model,
+        report.prompt_version,
+        hashes=old_rows[HASH].to_list(),  # the stored profile of this input (a user's as_of)
+    )
     parts = [p for p in (new, old if old.height else None) if p is not None]
     profiles = (
         pl.concat([p.select(parts[0].columns) for p in parts], how="vertical_relaxed")

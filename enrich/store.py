@@ -175,14 +175,30 @@ class Store:
         ).pl()
 
     def read_profiles(
-        self, kind: str, keys: list[str], model: str, prompt_version: str
+        self,
+        kind: str,
+        keys: list[str],
+        model: str,
+        prompt_version: str,
+        hashes: list[str] | None = None,
     ) -> pl.DataFrame:
-        """Stored profile rows for ``keys`` with this model and prompt version."""
+        """Stored profile rows for ``keys`` with this model and prompt version; with ``hashes``
+        (one per key) only the row made from that input — a user has one row per ``as_of``, so
+        this picks the one of the history asked for (the newest if several match)."""
         table, id_col = PROFILE_TABLES[kind]
-        wanted = pa.table({"_key": pa.array(keys, pa.string())})  # noqa: F841
+        wanted = pa.table(  # noqa: F841 (read by DuckDB)
+            {
+                "_key": pa.array(keys, pa.string()),
+                "_hash": pa.array(
+                    hashes if hashes is not None else [None] * len(keys), pa.string()
+                ),
+            }
+        )
         return self.con.sql(
             f"SELECT t.* FROM {table} AS t JOIN wanted AS w ON t.{id_col} = w._key "
-            "WHERE t.model = ? AND t.prompt_version = ?",
+            "AND (w._hash IS NULL OR t.input_hash = w._hash) "
+            "WHERE t.model = ? AND t.prompt_version = ? "
+            f"QUALIFY row_number() OVER (PARTITION BY t.{id_col} ORDER BY t.created_at DESC) = 1",
             params=[model, prompt_version],
         ).pl()
 

@@ -71,6 +71,34 @@ def test_cold_users_are_profiled_from_what_is_known_or_recorded(ml) -> None:
     assert out["error"].str.contains("no interaction before as_of").all()
 
 
+def test_rerun_returns_the_profile_of_the_asked_cut_off(ml, tmp_path) -> None:
+    """A store holds one row per (user, as_of); a re-run at either cut-off (all skipped) returns
+    one row per user: the profile of that cut-off's history."""
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    ratings, items, _ = ml
+    log = ratings.filter(pl.col("user_id").is_in([1, 2, 5]))
+    later = datetime(1998, 3, 1)
+
+    def run(as_of: datetime) -> pl.DataFrame:
+        return enrich.profile_users(
+            log,
+            items,
+            as_of=as_of,
+            llm=ScriptedChat(script=lambda t, a: LIKES),
+            embedder=DeterministicFakeEmbedding(size=8),
+            store=str(tmp_path / "s.duckdb"),
+        )
+
+    first, second = run(CUTOFF), run(later)
+    assert (first["as_of"] < CUTOFF).all() and (second["as_of"] > first["as_of"]).any()
+    for as_of, expected in ((CUTOFF, first), (later, second)):
+        again = run(as_of)
+        assert again["user_id"].to_list() == expected["user_id"].to_list()  # one row each
+        assert again["as_of"].to_list() == expected["as_of"].to_list()
+        assert again["input_hash"].to_list() == expected["input_hash"].to_list()
+
+
 def test_missing_columns_are_named(ml) -> None:
     ratings, items, _ = ml
     with pytest.raises(enrich.InputError, match=r"interactions lack column\(s\) \['ts'\]"):
