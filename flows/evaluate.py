@@ -20,6 +20,7 @@ from enrich.downstream.evaluate import (
     EvalConfig,
     conclude,
     enrich_for,
+    new_user_results,
     prepare,
     seed_results,
 )
@@ -59,6 +60,7 @@ def evaluate_flow(config: EvalConfig, store: str = "eval.duckdb", out: str = "ev
             resolve_embedder(None).name,
             time.perf_counter() - started,
             out,
+            new_user_results(config, split, enriched),
         )
     create_markdown_artifact(markdown(result, config), key="enrich-evaluation")
     get_run_logger().info("eval %s written to %s", result.eval_id, result.report_path)

@@ -167,11 +167,87 @@ def test_ladder_without_llm_runs_end_to_end_and_is_stored(tmp_path, embedder) ->
     assert all(0 < v < 1 for v in ndcg.values()), ndcg
     assert s.filter(pl.col("rung") == "2")["delta_vs_2"].abs().max() == 0
     with Store.borrow(str(store)) as db:
-        rows = db.con.execute("SELECT count(*), count(DISTINCT eval_id) FROM eval_runs").fetchall()
-    assert rows == [(s.height, 1)]
+        rows = db.con.execute(
+            "SELECT segment IN ('cold items: placement', 'new users'), count(*), "
+            "count(DISTINCT eval_id) FROM eval_runs GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    side = result.cold.height + result.new_users.height  # type: ignore[union-attr]
+    assert rows == [(False, s.height, 1), (True, side, 1)]
     assert result.report_path.read_text().count("| 2 + raw text embeddings") == 2
     assert result.chart_path.stat().st_size > 10_000
     assert result.costs.filter(pl.col("rung") == "2")["llm_calls_per_1k"].to_list() == [0.0]
+    new = result.new_users  # served without history, no LLM rung asked for: no LLM system
+    assert new is not None
+    assert set(new["system"]) == {
+        "popularity",
+        "popularity in their group",
+        "attribute text -> raw item text",
+    }
+    assert "## New users" in result.report_path.read_text()
+
+
+def test_new_users_are_served_from_their_attributes() -> None:
+    """Users with no history: group popularity follows their gender and age band; every system
+    ranks every new user; metrics are over the new users only."""
+    from datetime import datetime
+
+    from enrich.downstream.enrichment import Enriched
+    from enrich.downstream.new_users import new_user_systems, new_users
+
+    def t(day: int) -> datetime:
+        return datetime(2020, 1, day)
+
+    ratings = pl.DataFrame(
+        {  # before the test: a (F, 20) x, w; b (M, 60) y, z, y2; e (M, 65) y, z
+            "user_id": ["a", "a", "b", "b", "b", "e", "e", "c", "d"],
+            "item_id": ["x", "w", "y", "z", "y2", "y", "z", "x", "y"],
+            "rating": [5.0] * 9,
+            "timestamp": [t(1), t(2), t(3), t(4), t(5), t(6), t(7), t(9), t(9)],
+        }
+    )
+    split = temporal_split(ratings, validation=0.2, test=0.1, cold_items=0.0)
+    assert new_users(split, "test") == ["c", "d"]  # new in the test period: c (F, 22), d (M, 61)
+    attrs = pl.DataFrame(
+        {
+            "user_id": ["a", "b", "c", "d", "e"],
+            "age": [20, 60, 22, 61, 65],
+            "gender": ["F", "M", "F", "M", "M"],
+        }
+    )
+    items = ["x", "w", "y", "z", "y2"]
+    vec = pl.DataFrame({"item_id": items, "embedding": np.eye(5).tolist()})
+    users = pl.DataFrame({"user_id": ["c", "d"], "embedding": [np.eye(5)[1], np.eye(5)[2]]})
+    per_user = new_user_systems(split, attrs, Enriched(raw=vec, llm=vec), users, users, k=2)
+    by = {(r["system"], r["user_id"]): r["recall@20"] for r in per_user.to_dicts()}
+    assert (by[("popularity", "c")], by[("popularity", "d")]) == (0.0, 1.0)  # top 2: y, z
+    assert by[("popularity in their group", "c")] == 1.0  # w, x: the young women's items
+    assert by[("popularity in their group", "d")] == 1.0
+    nearest = new_user_systems(split, attrs, Enriched(raw=vec, llm=vec), users, users, k=1)
+    top1 = nearest.filter(pl.col("system") == "LLM profile -> LLM item profiles")
+    assert top1.sort("user_id")["recall@20"].to_list() == [0.0, 1.0]  # c -> w (wants x), d -> y
+    assert per_user.group_by("system").len()["len"].to_list() == [2] * 5
+
+
+def test_segments_do_not_depend_on_row_order() -> None:
+    """Items tied in popularity at the head / long-tail boundary land on the same side every
+    run (the split was once at the mercy of group_by order)."""
+    from enrich.downstream.ladder import Period, segment_metrics
+
+    items = [f"i{n}" for n in range(10)]  # every item rated once: all tied
+    history = pl.DataFrame({"user_id": [f"u{n}" for n in range(10)], "item_id": items})
+    target = pl.DataFrame({"user_id": ["t"] * 10, "item_id": items})
+    ranked = pl.DataFrame({"user_id": ["t"] * 10, "item_id": items, "rank": range(1, 11)})
+    runs = [
+        segment_metrics(
+            ranked,
+            Period(
+                "test", history.sample(fraction=1.0, shuffle=True, seed=s), target, ranked, None
+            ),  # type: ignore[arg-type]
+        )["long-tail items"]
+        for s in range(5)
+    ]
+    assert all(r.equals(runs[0]) for r in runs)
+    assert runs[0]["recall@20"].to_list() == [1.0]  # 8 of 10 items in the tail, all found
 
 
 def test_latest_small_tags_can_be_cut_in_time() -> None:
@@ -200,7 +276,9 @@ def test_every_rung_runs_with_a_scripted_model(tmp_path, embedder) -> None:
         "disliked": [],
         "keywords": ["films"],
     }
-    llm = ScriptedChat(script=lambda text, attempt: user if "<history>" in text else GOOD)
+    llm = ScriptedChat(
+        script=lambda text, attempt: user if "<history>" in text or "<user>" in text else GOOD
+    )
     config = EvalConfig(seeds=(0,), bootstrap=100)
     result = evaluate(config, tmp_path / "eval.duckdb", llm=llm, embedder=embedder)
     assert set(result.summary["rung"]) == {"0", "1", "2", "3", "3b", "4", "5"}
@@ -211,6 +289,9 @@ def test_every_rung_runs_with_a_scripted_model(tmp_path, embedder) -> None:
         "ALS + LLM-profile map",
         "popularity",
     }
+    assert result.new_users is not None
+    assert "LLM profile -> LLM item profiles" in set(result.new_users["system"])
+    assert costs["new users"] > 0
 
 
 @pytest.mark.slow
@@ -225,7 +306,8 @@ def test_evaluation_flow_records_its_results(tmp_path, embedder) -> None:
     eval_id = evaluate_flow(config, store, str(tmp_path / "report"))
     with Store.borrow(store) as db:
         rows = db.con.execute(
-            "SELECT DISTINCT rung FROM eval_runs WHERE eval_id = ? ORDER BY 1", [eval_id]
+            "SELECT DISTINCT rung FROM eval_runs WHERE eval_id = ? AND segment = 'all' ORDER BY 1",
+            [eval_id],
         ).fetchall()
     assert rows == [("0",), ("1",)]
     assert (tmp_path / "report" / "report.md").exists()

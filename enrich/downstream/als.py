@@ -108,7 +108,7 @@ class ALSRecommender:
             return _ranked([], [], [])
         scores = self.user_factors[[self.users[u] for u in known]] @ self.item_factors.T
         _mask(scores, known, self.items, exclude)
-        return _top_k(scores, known, self.items, k)
+        return top_k(scores, known, self.items, k)
 
 
 def nearest_items(
@@ -124,7 +124,7 @@ def nearest_items(
     i = unit(np.asarray(item_vectors["embedding"].to_list(), dtype=np.float32))
     scores = u @ i.T
     _mask(scores, users, items, exclude)
-    return _top_k(scores, users, items, k)
+    return top_k(scores, users, items, k)
 
 
 def history_vectors(history: pl.DataFrame, item_vectors: pl.DataFrame) -> pl.DataFrame:
@@ -168,7 +168,8 @@ def _mask(
     scores[rows, cols] = -np.inf
 
 
-def _top_k(scores: np.ndarray, users: list[str], items: list[str], k: int) -> pl.DataFrame:
+def top_k(scores: np.ndarray, users: list[str], items: list[str], k: int) -> pl.DataFrame:
+    """Each user's ``k`` best items by ``scores`` (users x items; ``-inf`` never shown)."""
     k = min(k, scores.shape[1])
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     top_scores = np.take_along_axis(scores, top, axis=1)

@@ -26,9 +26,17 @@ import polars as pl
 from pydantic import BaseModel, Field
 
 from enrich.config import EnrichSettings
-from enrich.downstream.enrichment import CF_PROMPT, Enriched, item_features, user_vectors
+from enrich.downstream.enrichment import (
+    CF_PROMPT,
+    NEW_USER_PROMPT,
+    Enriched,
+    item_features,
+    new_user_vectors,
+    user_vectors,
+)
 from enrich.downstream.ladder import RUNG_NAMES, RUNGS, SEGMENTS, cold_item_maps, run_seed
 from enrich.downstream.metrics import METRICS, paired_bootstrap
+from enrich.downstream.new_users import new_user_systems, new_users
 from enrich.downstream.split import TemporalSplit, assert_before, temporal_split
 from enrich.embedding import resolve_embedder
 from enrich.errors import EnrichError
@@ -39,13 +47,18 @@ from enrich.movielens import (
     load_latest_small_ratings,
     load_ml100k_items,
     load_ml100k_ratings,
+    load_ml100k_users,
 )
 from enrich.prompts import PromptTemplate
-from enrich.schemas import ItemProfile
+from enrich.schemas import ItemProfile, UserProfile
 from enrich.sqlfiles import read_sql
 from enrich.store import Store
 
 BASELINE = "2"
+NEW_USERS = "new users"
+"""Segment (in ``eval_runs``) and cost row of users with no history before the test period."""
+COLD_PLACEMENT = "cold items: placement"
+"""Segment (in ``eval_runs``) of the cold-item table: ALS with each map vs. popularity."""
 
 
 class EvalConfig(BaseModel):
@@ -71,6 +84,8 @@ class EvalResult:
     """Per rung and segment, pooled over seeds: metric means and deltas vs rung 2 with CIs."""
     cold: pl.DataFrame
     costs: pl.DataFrame
+    new_users: pl.DataFrame | None = None
+    """Test-period users with no history, by system (None: the dataset has no user attributes)."""
     report_path: Path | None = None
     chart_path: Path | None = None
 
@@ -97,6 +112,14 @@ def load_items(name: str, split: TemporalSplit) -> pl.DataFrame:
         else load_latest_small_items(folder, tags_before=split.validation_start)
     )
     return items.with_columns(pl.col("item_id").cast(pl.Utf8))
+
+
+def load_user_attrs(name: str) -> pl.DataFrame | None:
+    """User attributes (age, gender, occupation) where the dataset has them (ml-100k)."""
+    folder = find_data_dir(name)
+    if name != "ml-100k" or folder is None:
+        return None
+    return load_ml100k_users(folder).with_columns(pl.col("user_id").cast(pl.Utf8))
 
 
 def enrich_for(
@@ -143,7 +166,36 @@ def enrich_for(
             )
             assert_before(vectors, "as_of", split.start(period))  # no profile saw the period
             enriched.users[period] = vectors
+    enriched.user_attrs = load_user_attrs(config.dataset)
+    if enriched.user_attrs is not None:
+        enriched.new_user_text, enriched.new_user_llm = new_user_vectors(
+            enriched.user_attrs,
+            new_users(split, "test"),
+            split.test_start,
+            store,
+            llm=llm,
+            embedder=embedder,
+            with_llm="5" in config.rungs,
+            settings=settings,
+            progress=progress,
+        )
     return enriched
+
+
+def new_user_results(
+    config: EvalConfig, split: TemporalSplit, enriched: Enriched
+) -> pl.DataFrame | None:
+    """Per-user metrics of each system on the test period's new users (seed-independent)."""
+    if enriched.user_attrs is None or enriched.new_user_text is None:
+        return None
+    return new_user_systems(
+        split,
+        enriched.user_attrs,
+        enriched,
+        enriched.new_user_text,
+        enriched.new_user_llm,
+        config.candidates,
+    )
 
 
 def summarize(per_user: pl.DataFrame, n_resamples: int, seed: int = 0) -> pl.DataFrame:
@@ -205,9 +257,13 @@ def costs(store: Store, config: EvalConfig, llm_name: str) -> pl.DataFrame:
 
     items = per_1000(prompt(PromptTemplate.for_items().version_id(ItemProfile)))
     cf = per_1000(prompt(CF_PROMPT.version_id(ItemProfile)))
-    users = per_1000(ledger.filter(pl.col("kind") == "users"))
+    new_version = NEW_USER_PROMPT.version_id(UserProfile)
+    users = per_1000(
+        ledger.filter((pl.col("kind") == "users") & (pl.col("prompt_version") != new_version))
+    )
     by_rung = {"0": zero, "1": zero, "2": zero, "3": items, "3b": cf, "4": items}
     by_rung["5"] = {k: items[k] + users[k] for k in items}
+    by_rung[NEW_USERS] = per_1000(prompt(new_version))  # rung 5's new-user profiles
     return pl.DataFrame(
         [
             {
@@ -217,7 +273,7 @@ def costs(store: Store, config: EvalConfig, llm_name: str) -> pl.DataFrame:
                 "llm_seconds_per_1k": c["seconds"],
             }
             for r, c in by_rung.items()
-            if r in config.rungs
+            if r in config.rungs or (r == NEW_USERS and "5" in config.rungs)
         ]
     )
 
@@ -251,11 +307,14 @@ def conclude(
     embedding_model: str,
     seconds: float,
     out_dir: str | Path | None = None,
+    new: pl.DataFrame | None = None,
 ) -> EvalResult:
     """Pool the seeds, bootstrap, record ``eval_runs``, and write the report if ``out_dir``."""
     summary = summarize(pl.concat([u for u, _ in per_seed]), config.bootstrap)
     cold = _cold_summary(pl.concat([c for _, c in per_seed]), config.bootstrap)
     result = EvalResult(uuid.uuid4().hex[:12], summary, cold, costs(db, config, model))
+    if new is not None:
+        result.new_users = _cold_summary(new, config.bootstrap)
     _record(db, result, config, model, embedding_model, seconds)
     if out_dir is not None:
         from enrich.downstream.report import write_report
@@ -294,10 +353,12 @@ def evaluate(
             embedder.name,
             time.perf_counter() - started,
             out_dir,
+            new_user_results(config, split, enriched),
         )
 
 
 def _cold_summary(cold: pl.DataFrame, n_resamples: int) -> pl.DataFrame:
+    """Per system (cold-item placements, new-user servers): metric means with 95% intervals."""
     rows = []
     for (system,), group in cold.group_by("system", maintain_order=True):
         for metric in METRICS:
@@ -319,7 +380,12 @@ def _cold_summary(cold: pl.DataFrame, n_resamples: int) -> pl.DataFrame:
 def _record(
     db: Store, result: EvalResult, config: EvalConfig, model: str, embedder: str, seconds: float
 ) -> None:
-    rows = result.summary.with_columns(
+    systems = [  # the side tables, one row per system (as rung) and metric
+        frame.rename({"system": "rung"}).with_columns(pl.lit(segment).alias("segment"))
+        for frame, segment in ((result.cold, COLD_PLACEMENT), (result.new_users, NEW_USERS))
+        if frame is not None
+    ]
+    rows = pl.concat([result.summary, *systems], how="diagonal_relaxed").with_columns(
         pl.lit(result.eval_id).alias("eval_id"),
         pl.lit(datetime.now(UTC).replace(tzinfo=None)).alias("created_at"),
         pl.lit(config.dataset).alias("dataset"),

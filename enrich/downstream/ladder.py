@@ -142,7 +142,9 @@ def segment_metrics(ranked: pl.DataFrame, test: Period) -> dict[str, pl.DataFram
     history, target = test.history, test.target
     users = set(ranked["user_id"]) | set(test.candidates["user_id"])
     relevant = target.filter(pl.col("user_id").is_in(list(users))).select("user_id", "item_id")
-    popularity = history.group_by("item_id").len().sort("len", descending=True)
+    popularity = (  # ties broken by id: the head/long-tail boundary is the same every run
+        history.group_by("item_id").len().sort("len", "item_id", descending=[True, False])
+    )
     head = set(popularity["item_id"].head(int(0.2 * popularity.height)).to_list())
     warm = set(popularity["item_id"].to_list())
     activity = history.group_by("user_id").len()

@@ -60,16 +60,20 @@ def markdown(result: Any, config: Any) -> str:
         "| system | recall@20 | ndcg@10 |",
         "|---|---|---|",
     ]
-    for system in dict.fromkeys(result.cold["system"].to_list()):
-        rows = {r["metric"]: r for r in result.cold.filter(pl.col("system") == system).to_dicts()}
-        lines.append(
-            f"| {system} | "
-            + " | ".join(
-                f"{rows[m]['value']:.4f} [{rows[m]['ci_low']:.4f}, {rows[m]['ci_high']:.4f}]"
-                for m in ("recall@20", "ndcg@10")
-            )
-            + " |"
-        )
+    lines += _systems_table(result.cold)
+    lines += ["", "## New users (no interaction before the test period)", ""]
+    if result.new_users is None:
+        lines.append("Not evaluated: the dataset has no user attributes to start from.")
+    else:
+        n = int(result.new_users["n_users"].max())
+        lines += [
+            f"{n} test-period users have no history: ALS and the ladder cannot rank for them "
+            "(the tables above leave them out). Who serves them best:",
+            "",
+            "| system | recall@20 | ndcg@10 |",
+            "|---|---|---|",
+        ]
+        lines += _systems_table(result.new_users)
     lines += [
         "",
         "## Cost per 1,000 entities",
@@ -83,6 +87,21 @@ def markdown(result: Any, config: Any) -> str:
             f"{r['llm_seconds_per_1k']:.0f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _systems_table(frame: pl.DataFrame) -> list[str]:
+    lines = []
+    for system in dict.fromkeys(frame["system"].to_list()):
+        rows = {r["metric"]: r for r in frame.filter(pl.col("system") == system).to_dicts()}
+        lines.append(
+            f"| {system} | "
+            + " | ".join(
+                f"{rows[m]['value']:.4f} [{rows[m]['ci_low']:.4f}, {rows[m]['ci_high']:.4f}]"
+                for m in ("recall@20", "ndcg@10")
+            )
+            + " |"
+        )
+    return lines
 
 
 def chart(result: Any, path: Path) -> None:
@@ -103,8 +122,12 @@ def chart(result: Any, path: Path) -> None:
         high = [r["ci_high"][0] - v if r.height else 0.0 for v, r in zip(values, rows, strict=True)]
         x = [i + j * width for i in range(len(SEGMENTS))]
         ax.bar(x, values, width, yerr=[low, high], capsize=2, label=f"{rung} {RUNG_NAMES[rung]}")
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(SEGMENTS))], SEGMENTS)
-    ax.set_ylabel("NDCG@10")
+    pairs = dict(s.group_by("segment").agg(pl.col("n_users").max()).iter_rows())
+    ax.set_xticks(  # the (seed, user) pairs behind each group: a tiny segment's bars mean little
+        [i + 0.4 - width / 2 for i in range(len(SEGMENTS))],
+        [f"{g}\n({pairs.get(g, 0)} seed-user pairs)" for g in SEGMENTS],
+    )
+    ax.set_ylabel("NDCG@10 (95% interval)")
     ax.legend(fontsize=7, ncols=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -1,6 +1,8 @@
 -- Purpose: results of `enrich evaluate`: one row per evaluation, rung, segment and metric, so
 --          the lift of each enriched feature can be tracked across models and prompt versions.
--- Grain:   eval_runs: (eval_id, rung, segment, metric).
+-- Grain:   eval_runs: (eval_id, rung, segment, metric). The side tables use rung for the
+--          system compared: segment 'cold items: placement' (ALS with each cold-item map vs.
+--          popularity) and 'new users' (users with no history; no delta_vs_2 there).
 -- Columns: value = mean over (seed, user) with its 95% bootstrap interval (ci_low, ci_high);
 --          delta_vs_2 = paired difference to rung 2 (raw text, no LLM) with delta_low/high;
 --          model / prompt_version = the LLM and item prompt the features came from; config = the
