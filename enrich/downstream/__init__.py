@@ -1,6 +1,6 @@
 """What rankers do with the features: temporal splits without leakage, ranking metrics, an
 implicit-ALS adapter (candidates, cold-start items placed in factor space by their text
-embedding), and the LightGBM re-ranker's feature frame.
+embedding), the LightGBM re-ranker's feature frame, and ways to serve users with no history.
 
 Example:
     >>> from enrich.downstream import temporal_split, ranking_metrics
@@ -10,6 +10,7 @@ Example:
 
 from enrich.downstream.als import ALSRecommender, history_vectors, nearest_items
 from enrich.downstream.metrics import paired_bootstrap, ranking_metrics
+from enrich.downstream.new_users import new_user_systems, new_users
 from enrich.downstream.ranker import feature_columns, labels, ranker_features
 from enrich.downstream.split import TemporalSplit, assert_before, temporal_split
 
@@ -21,6 +22,8 @@ __all__ = [
     "history_vectors",
     "labels",
     "nearest_items",
+    "new_user_systems",
+    "new_users",
     "paired_bootstrap",
     "ranker_features",
     "ranking_metrics",

@@ -47,6 +47,14 @@ def raw_text(items: pl.DataFrame, text_cols: tuple[str, ...]) -> pl.Series:
     ).to_series()
 
 
+def attribute_text(users: pl.DataFrame, attr_cols: tuple[str, ...]) -> pl.DataFrame:
+    """``user_id, text``: the attributes as one line ("age: 24; gender: M; ...")."""
+    parts = [pl.lit(f"{c}: ") + pl.col(c).cast(pl.Utf8).fill_null("unknown") for c in attr_cols]
+    return users.select(
+        pl.col("user_id").cast(pl.Utf8), pl.concat_str(parts, separator="; ").alias("text")
+    )
+
+
 def also_liked(
     history: pl.DataFrame, items: pl.DataFrame, top: int = 5, min_rating: float = 4.0
 ) -> pl.DataFrame:
@@ -83,6 +91,7 @@ class Enriched:
     new_user_llm: pl.DataFrame | None = None
     """... and their LLM profiles written from those attributes."""
     user_attrs: pl.DataFrame | None = None
+    """Per-user attributes (``user_id, age, gender, occupation``) where the dataset has them."""
 
 
 def item_features(
@@ -168,8 +177,6 @@ def new_user_vectors(
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """``(attribute-text vectors, LLM profile vectors or None)`` of ``users``, who have no
     history: both from their attributes (:data:`NEW_USER_ATTRS`) alone."""
-    from enrich.downstream.new_users import attribute_text
-
     embedder = resolve_embedder(embedder)
     people = attrs.with_columns(pl.col("user_id").cast(pl.Utf8)).filter(
         pl.col("user_id").is_in(users)

@@ -36,14 +36,6 @@ def new_users(split: TemporalSplit, period: str = "test") -> list[str]:
     return sorted(set(target["user_id"].to_list()) - known)
 
 
-def attribute_text(users: pl.DataFrame, attr_cols: tuple[str, ...]) -> pl.DataFrame:
-    """``user_id, text``: the attributes as one line ("age: 24; gender: M; ...")."""
-    parts = [pl.lit(f"{c}: ") + pl.col(c).cast(pl.Utf8).fill_null("unknown") for c in attr_cols]
-    return users.select(
-        pl.col("user_id").cast(pl.Utf8), pl.concat_str(parts, separator="; ").alias("text")
-    )
-
-
 def _popularity(history: pl.DataFrame, users: list[str], k: int) -> pl.DataFrame:
     top = (
         history.group_by("item_id")
