@@ -181,16 +181,20 @@ def top_k(scores: np.ndarray, users: list[str], items: list[str], k: int) -> pl.
         np.repeat(np.asarray(users, dtype=object), k)[keep.ravel()].tolist(),
         item_array[top.ravel()][keep.ravel()].tolist(),
         top_scores.ravel()[keep.ravel()].tolist(),
-        k,
     )
 
 
-def _ranked(users: list, items: list, scores: list, k: int = 0) -> pl.DataFrame:
+def _ranked(users: list, items: list, scores: list) -> pl.DataFrame:
     frame = pl.DataFrame(
         {"user_id": users, "item_id": items, "score": scores},
         schema={"user_id": pl.Utf8, "item_id": pl.Utf8, "score": pl.Float64},
     )
-    return frame.with_columns(
+    return with_rank(frame)
+
+
+def with_rank(scored: pl.DataFrame) -> pl.DataFrame:
+    """``scored`` (``user_id, item_id, score``) with each user's ``rank`` (1 = highest score)."""
+    return scored.with_columns(
         pl.col("score")
         .rank("ordinal", descending=True)
         .over("user_id")

@@ -311,10 +311,10 @@ def conclude(
 ) -> EvalResult:
     """Pool the seeds, bootstrap, record ``eval_runs``, and write the report if ``out_dir``."""
     summary = summarize(pl.concat([u for u, _ in per_seed]), config.bootstrap)
-    cold = _cold_summary(pl.concat([c for _, c in per_seed]), config.bootstrap)
+    cold = _systems_summary(pl.concat([c for _, c in per_seed]), config.bootstrap)
     result = EvalResult(uuid.uuid4().hex[:12], summary, cold, costs(db, config, model))
     if new is not None:
-        result.new_users = _cold_summary(new, config.bootstrap)
+        result.new_users = _systems_summary(new, config.bootstrap)
     _record(db, result, config, model, embedding_model, seconds)
     if out_dir is not None:
         from enrich.downstream.report import write_report
@@ -357,10 +357,10 @@ def evaluate(
         )
 
 
-def _cold_summary(cold: pl.DataFrame, n_resamples: int) -> pl.DataFrame:
+def _systems_summary(per_user: pl.DataFrame, n_resamples: int) -> pl.DataFrame:
     """Per system (cold-item placements, new-user servers): metric means with 95% intervals."""
     rows = []
-    for (system,), group in cold.group_by("system", maintain_order=True):
+    for (system,), group in per_user.group_by("system", maintain_order=True):
         for metric in METRICS:
             v = group[metric].to_numpy()
             mean, low, high = paired_bootstrap(v, np.zeros_like(v), n_resamples)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from enrich.downstream.als import ALSRecommender, history_vectors
+from enrich.downstream.als import ALSRecommender, history_vectors, with_rank
 from enrich.downstream.enrichment import Enriched
 from enrich.downstream.metrics import METRICS, coverage, ranking_metrics
 from enrich.downstream.ranker import feature_columns, labels, ranker_features
@@ -128,13 +128,7 @@ def rank_with_lightgbm(
     )
     frame, _, _ = rung_features(rung, test, enriched, seed)
     scores = model.predict(frame.select(columns).to_pandas())
-    return _ranked(frame.select("user_id", "item_id").with_columns(pl.Series("score", scores)))
-
-
-def _ranked(scored: pl.DataFrame) -> pl.DataFrame:
-    return scored.with_columns(
-        pl.col("score").rank("ordinal", descending=True).over("user_id").alias("rank")
-    )
+    return with_rank(frame.select("user_id", "item_id").with_columns(pl.Series("score", scores)))
 
 
 def segment_metrics(ranked: pl.DataFrame, test: Period) -> dict[str, pl.DataFrame]:
@@ -178,7 +172,7 @@ def run_seed(
         if not _available(rung, enriched):
             continue
         ranked = (
-            _ranked(test.candidates.select("user_id", "item_id", "score"))
+            with_rank(test.candidates.select("user_id", "item_id", "score"))
             if rung == "0"
             else rank_with_lightgbm(rung, validation, test, enriched, seed)
         )
@@ -220,7 +214,7 @@ def cold_item_maps(
         pl.DataFrame({"user_id": users})
         .join(popularity.head(k + 200).select("item_id", pl.col("len").alias("score")), how="cross")
         .join(history.select("user_id", "item_id"), on=["user_id", "item_id"], how="anti")
-        .pipe(_ranked)
+        .pipe(with_rank)
         .filter(pl.col("rank") <= k)
     )
     warm = set(history["item_id"].to_list())

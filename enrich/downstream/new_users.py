@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from enrich.downstream.als import nearest_items, top_k, unit
+from enrich.downstream.als import nearest_items, top_k, unit, with_rank
 from enrich.downstream.enrichment import Enriched
 from enrich.downstream.metrics import ranking_metrics
 from enrich.downstream.split import TemporalSplit
@@ -44,7 +44,7 @@ def _popularity(history: pl.DataFrame, users: list[str], k: int) -> pl.DataFrame
         .head(k)
         .select("item_id", pl.col("len").cast(pl.Float64).alias("score"))
     )
-    return _with_rank(pl.DataFrame({"user_id": users}).join(top, how="cross"))
+    return with_rank(pl.DataFrame({"user_id": users}).join(top, how="cross"))
 
 
 def _group_popularity(
@@ -71,7 +71,7 @@ def _group_popularity(
         .head(k)
         .with_columns(pl.int_range(pl.len(), 0, -1).over("user_id").cast(pl.Float64).alias("score"))
     )
-    return _with_rank(scored.select("user_id", "item_id", "score"))
+    return with_rank(scored.select("user_id", "item_id", "score"))
 
 
 def _blend(
@@ -93,16 +93,6 @@ def _blend(
     cos = (cos - cos.mean(axis=1, keepdims=True)) / (cos.std(axis=1, keepdims=True) + 1e-9)
     scores = cos + pop[None, :]
     return top_k(scores, profiles["user_id"].cast(pl.Utf8).to_list(), items, k)
-
-
-def _with_rank(scored: pl.DataFrame) -> pl.DataFrame:
-    return scored.with_columns(
-        pl.col("score")
-        .rank("ordinal", descending=True)
-        .over("user_id")
-        .cast(pl.Int32)
-        .alias("rank")
-    )
 
 
 def new_user_systems(
