@@ -13,6 +13,7 @@ from connectors.duckdb_source import DuckDBSource
 from connectors.errors import ConnectorError
 from connectors.files import FileSource, ParquetSink
 from connectors.postgres import PostgresSink, PostgresSource
+from connectors.uri import source
 
 __all__ = [
     "ConnectorError",
@@ -21,4 +22,5 @@ __all__ = [
     "ParquetSink",
     "PostgresSink",
     "PostgresSource",
+    "source",
 ]

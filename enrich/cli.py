@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -45,13 +46,35 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--to", type=Path, required=True, help="output folder")
     export.add_argument("--partition-by", nargs="*", default=[], help="e.g. model prompt_version")
 
-    ev = sub.add_parser("evaluate", help="the ablation ladder: does enrichment lift the ranking?")
+    ev = sub.add_parser(
+        "evaluate",
+        help="the ablation ladder: does enrichment lift the ranking (your data or a preset)?",
+        description="Sources are a file path or glob (.parquet/.csv), duckdb:FILE#table or "
+        "postgresql://...#table. Without --interactions, --dataset names a MovieLens preset.",
+    )
     ev.add_argument("--store", type=Path, default=Path("eval.duckdb"), help="caches enrichment")
     ev.add_argument("--out", type=Path, default=Path("eval-report"), help="report folder")
-    ev.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-latest-small"])
+    ev.add_argument("--dataset", default="ml-100k", help="preset: ml-100k or ml-latest-small")
+    ev.add_argument("--interactions", help="your interaction log (source)")
+    ev.add_argument("--items", help="your catalogue (source)")
+    ev.add_argument("--item-text-cols", nargs="+", help="catalogue columns to describe")
+    ev.add_argument("--user-col", default="user_id")
+    ev.add_argument("--item-col", default="item_id")
+    ev.add_argument("--item-id-col", help="the catalogue's id column (default: --item-col)")
+    ev.add_argument("--time-col", default="timestamp", help="datetimes, ISO strings or unix s")
+    ev.add_argument("--rating-col", help="explicit ratings; leave out for implicit feedback")
+    ev.add_argument("--users", help="user attributes (source), for users with no history")
+    ev.add_argument("--user-attr-cols", nargs="+", default=[], help="e.g. age country")
+    ev.add_argument("--name", help="a name for your data in the report and eval_runs")
+    ev.add_argument("--protocol", default="global", choices=["global", "rolling", "leave-last"])
+    ev.add_argument("--window", type=float, default=0.1, help="share of interactions per window")
+    ev.add_argument("--train-windows", type=int, default=3)
+    ev.add_argument("--cuts", type=int, default=3, help="rolling: evaluated windows")
+    ev.add_argument("--last-n", type=int, default=1, help="leave-last: interactions per user")
     ev.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ev.add_argument("--rungs", nargs="+", help="subset of 0 1 2 3 3b 4 5 (default: all)")
     ev.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
+    ev.add_argument("--dry-run", action="store_true", help="print the LLM plan and stop")
 
     runs = sub.add_parser("runs", help="show the run ledger of a store")
     runs.add_argument("--store", type=Path, required=True)
@@ -112,16 +135,59 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     from enrich.downstream.evaluate import EvalConfig, evaluate
 
+    data = _eval_data(args)
     config = EvalConfig(
-        dataset=args.dataset,
+        dataset=data.name if data is not None else args.dataset,
+        protocol=args.protocol,
+        window=args.window,
+        train_windows=args.train_windows,
+        cuts=args.cuts,
+        last_n=args.last_n,
         seeds=tuple(args.seeds),
         llm=args.llm,
         **({"rungs": tuple(args.rungs)} if args.rungs else {}),
     )
+    if args.dry_run:
+        result = evaluate(config, args.store, data=data, dry_run=True, echo=print)
+        return
     with tqdm(unit="profile", desc="enrichment (cached in the store)") as bar:
-        result = evaluate(config, args.store, out_dir=args.out, progress=bar.update)
+        result = evaluate(
+            config,
+            args.store,
+            data=data,
+            out_dir=args.out,
+            progress=bar.update,
+            echo=lambda text: tqdm.write(text),
+        )
     print(result.report_path.read_text() if result.report_path else result.summary)
     print(f"report: {result.report_path}  chart: {result.chart_path}  eval_id: {result.eval_id}")
+
+
+def _eval_data(args: argparse.Namespace) -> Any:
+    """The user's log and catalogue from ``--interactions`` etc. (None: a preset)."""
+    from connectors import source
+    from enrich.downstream.data import eval_data
+
+    if args.interactions is None:
+        if args.items or args.users:
+            raise EnrichError("--items and --users need --interactions (your log) too")
+        return None
+    interactions = source(args.interactions).read()
+    items = source(args.items).read() if args.items else None
+    users = source(args.users).read() if args.users else None
+    return eval_data(
+        interactions,
+        items,
+        user_col=args.user_col,
+        item_col=args.item_col,
+        time_col=args.time_col,
+        rating_col=args.rating_col,
+        item_id_col=args.item_id_col,
+        text_cols=tuple(args.item_text_cols) if args.item_text_cols else None,
+        users=users,
+        user_attr_cols=tuple(args.user_attr_cols),
+        name=args.name or Path(args.interactions).stem.split("#")[-1],
+    )
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ import polars as pl
 
 from enrich.errors import InputError
 from enrich.inputs import KEY, to_polars
+from enrich.timestamps import TimeLike, datetime_column, to_datetime
 
 NO_HISTORY = datetime(1970, 1, 1)
 """``as_of`` of a profile built from no interaction at all (attributes only)."""
@@ -56,7 +57,7 @@ def verbalize(
     interactions: Any,
     items: Any | None,
     *,
-    as_of: datetime | None,
+    as_of: TimeLike | None,
     cols: Columns = Columns(),
     item_text_cols: tuple[str, ...] = ("title",),
     users: Any | None = None,
@@ -67,7 +68,7 @@ def verbalize(
     ``is_cold`` and the text fields the prompt shows (``history``, ``recent``, ``liked``,
     ``disliked``, ``about``; null where there is nothing to say)."""
     log = _checked(to_polars(interactions), cols)
-    window = log if as_of is None else log.filter(pl.col(cols.time) < as_of)
+    window = log if as_of is None else log.filter(pl.col(cols.time) < to_datetime(as_of, "as_of"))
     if items is not None:
         item_frame = to_polars(items)
         missing = [c for c in (cols.item, *item_text_cols) if c not in item_frame.columns]
@@ -163,16 +164,10 @@ def _checked(log: pl.DataFrame, cols: Columns) -> pl.DataFrame:
             f"interactions lack column(s) {missing}; they have {log.columns}. "
             "Name them with user_col=, item_col=, time_col=, rating_col= (None if unrated)"
         )
-    dtype = log.schema[cols.time]
-    if dtype.is_integer():
-        log = log.with_columns(pl.from_epoch(cols.time, time_unit="s"))
-    elif not isinstance(dtype, pl.Datetime | pl.Date):
-        raise InputError(
-            f"time column {cols.time!r} has dtype {dtype}; use datetimes or unix seconds"
-        )
+    log = datetime_column(log, cols.time)
     nulls = log.filter(pl.col(cols.user).is_null() | pl.col(cols.time).is_null()).height
     if nulls:
         raise InputError(
             f"{nulls} interaction(s) have a null {cols.user!r} or {cols.time!r}; drop them first"
         )
-    return log.with_columns(pl.col(cols.time).cast(pl.Datetime("us")))
+    return log

@@ -41,14 +41,30 @@ ML100K_GENRES = [
 
 
 def find_data_dir(name: str = "ml-100k") -> Path | None:
-    """``$ENRICH_DATA/<name>``, else ``../shared/data/<name>`` (from here or the project)."""
-    roots = [os.environ.get("ENRICH_DATA")]
-    roots += [str(Path.cwd() / "../shared/data"), str(Path(__file__).parents[2] / "shared/data")]
-    for root in filter(None, roots):
+    """``$ENRICH_DATA/<name>`` when ``ENRICH_DATA`` is set (and only there: a folder that was
+    named but lacks the data is not replaced by another one), else ``../shared/data/<name>``
+    (from here or the project). None when not found."""
+    named = os.environ.get("ENRICH_DATA")
+    roots = (
+        [named]
+        if named
+        else [str(Path.cwd() / "../shared/data"), str(Path(__file__).parents[2] / "shared/data")]
+    )
+    for root in roots:
         candidate = Path(root) / name
         if candidate.is_dir():
             return candidate.resolve()
     return None
+
+
+def not_found_message(name: str) -> str:
+    """What to tell a user whose MovieLens folder was not found."""
+    named = os.environ.get("ENRICH_DATA")
+    where = f"ENRICH_DATA={named} holds no {name}/ folder" if named else f"{name} not found"
+    return (
+        f"{where}: set ENRICH_DATA to the folder that holds {name}/ (get it from "
+        "https://grouplens.org/datasets/movielens/)"
+    )
 
 
 def _require(path: str | Path, name: str) -> Path:

@@ -81,6 +81,22 @@ def profile_items(
         ``input_hash``, ``model``, ``prompt_version``, ``embedding_model``, ``created_at`` and
         ``error`` (why a failed row failed; also in the ``enrich_errors`` table).
     """
+    job, prompt = item_job(data, id_col, text_cols, template, schema, prompt)
+    out, report = run_profile_job(
+        "items", job, schema, prompt, llm, embedder, store, settings, progress
+    )
+    return (out, report) if with_report else out
+
+
+def item_job(
+    data: Any,
+    id_col: str,
+    text_cols: Sequence[str] | None,
+    template: str | None,
+    schema: type[BaseModel],
+    prompt: PromptTemplate | None,
+) -> tuple[JobInput, PromptTemplate]:
+    """The rows, hashes and prompts of an item run (shared by profile and plan)."""
     prompt = prompt or PromptTemplate.for_items(row_template=template)
     rows = prepare(data, id_col, text_cols, prompt.template_fields())
     values = rows.frame.select(rows.text_cols).to_dicts()
@@ -93,10 +109,7 @@ def profile_items(
         messages=messages,
         empty_reason=f"no text in columns {rows.text_cols}: fill one of them or drop the row",
     )
-    out, report = run_profile_job(
-        "items", job, schema, prompt, llm, embedder, store, settings, progress
-    )
-    return (out, report) if with_report else out
+    return job, prompt
 
 
 def run_profile_job(

@@ -26,7 +26,7 @@ import pyarrow as pa
 from enrich.errors import StoreError
 from enrich.sqlfiles import read_sql, sql_files
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 PROFILE_TABLES = {"items": ("item_profiles", "item_id"), "users": ("user_profiles", "user_id")}
 _MIGRATION = re.compile(r"^(\d{4})_.*\.sql$")
 

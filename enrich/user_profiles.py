@@ -10,7 +10,6 @@ Example:
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal, overload
 
 import polars as pl
@@ -27,6 +26,7 @@ from enrich.prompts import PromptTemplate
 from enrich.report import RunReport
 from enrich.schemas import UserProfile
 from enrich.store import Store
+from enrich.timestamps import TimeLike, to_datetime
 
 LABELS = {
     "about": "user",
@@ -55,7 +55,7 @@ def profile_users(
     item_col: str = "item_id",
     time_col: str = "timestamp",
     rating_col: str | None = "rating",
-    as_of: datetime | None = None,
+    as_of: TimeLike | None = None,
     item_text_cols: tuple[str, ...] = ("title",),
     use_item_profiles: bool = False,
     users: Any | None = None,
@@ -75,7 +75,8 @@ def profile_users(
     Args:
         interactions: one row per interaction (polars, pandas or Arrow).
         items: item metadata; ``item_text_cols`` name what the history shows of each item.
-        as_of: cut-off; interactions at or after it are never read (None: all).
+        as_of: cut-off (datetime, ISO string or unix seconds, like the time column);
+            interactions at or after it are never read (None: all).
         use_item_profiles: also show each item's profile keywords from ``store``.
         users, user_attr_cols: optional user attributes (age, occupation...) for the prompt.
         history: how many recent / liked / disliked items to show; part of the prompt version.
@@ -89,7 +90,7 @@ def profile_users(
         ``embedding`` and provenance. A user with no interaction before ``as_of`` and no
         attributes is ``failed`` with the reason; nobody is dropped.
     """
-    job, prompt = _user_job(
+    job, prompt = user_job(
         interactions,
         items,
         cols=Columns(user_col, item_col, time_col, rating_col),
@@ -109,12 +110,12 @@ def profile_users(
     return (out, report) if with_report else out
 
 
-def _user_job(
+def user_job(
     interactions: Any,
     items: Any | None,
     *,
     cols: Columns,
-    as_of: datetime | None,
+    as_of: TimeLike | None,
     item_text_cols: tuple[str, ...],
     use_item_profiles: bool,
     users: Any | None,
@@ -125,6 +126,7 @@ def _user_job(
     store: StoreLike,
 ) -> tuple[JobInput, PromptTemplate]:
     """The rows, hashes and prompts of a user run (shared by profile and pending)."""
+    as_of = None if as_of is None else to_datetime(as_of, "as_of")
     user_col, item_col = cols.user, cols.item
     text_cols = tuple(item_text_cols)
     if use_item_profiles and items is not None and store is not None:
@@ -180,7 +182,7 @@ def pending_users(
     item_col: str = "item_id",
     time_col: str = "timestamp",
     rating_col: str | None = "rating",
-    as_of: datetime | None = None,
+    as_of: TimeLike | None = None,
     item_text_cols: tuple[str, ...] = ("title",),
     use_item_profiles: bool = False,
     users: Any | None = None,
@@ -196,7 +198,7 @@ def pending_users(
     Example:
         >>> todo = pending_users(ratings, items, "features.duckdb", as_of=cutoff)  # doctest: +SKIP
     """
-    job, prompt = _user_job(
+    job, prompt = user_job(
         interactions,
         items,
         cols=Columns(user_col, item_col, time_col, rating_col),

@@ -154,7 +154,7 @@ def test_ladder_without_llm_runs_end_to_end_and_is_stored(tmp_path, embedder) ->
     from enrich.downstream.evaluate import EvalConfig, evaluate
     from enrich.store import Store
 
-    config = EvalConfig(seeds=(0,), rungs=("0", "1", "2"), bootstrap=200)
+    config = EvalConfig(seeds=(0,), rungs=("0", "1", "2"), bootstrap=200, train_windows=2)
     store = tmp_path / "eval.duckdb"
     result = evaluate(config, store, out_dir=tmp_path / "report", embedder=embedder)
     s = result.summary
@@ -174,6 +174,7 @@ def test_ladder_without_llm_runs_end_to_end_and_is_stored(tmp_path, embedder) ->
     side = result.cold.height + result.new_users.height  # type: ignore[union-attr]
     assert rows == [(False, s.height, 1), (True, side, 1)]
     assert result.report_path.read_text().count("| 2 + raw text embeddings") == 2
+    assert result.plan == [] and "LLM plan" not in result.report_path.read_text()
     assert result.chart_path.stat().st_size > 10_000
     assert result.costs.filter(pl.col("rung") == "2")["llm_calls_per_1k"].to_list() == [0.0]
     new = result.new_users  # served without history, no LLM rung asked for: no LLM system
@@ -193,6 +194,7 @@ def test_new_users_are_served_from_their_attributes() -> None:
 
     from enrich.downstream.enrichment import Enriched
     from enrich.downstream.new_users import new_user_systems, new_users
+    from enrich.downstream.protocols import make_protocol
 
     def t(day: int) -> datetime:
         return datetime(2020, 1, day)
@@ -205,8 +207,10 @@ def test_new_users_are_served_from_their_attributes() -> None:
             "timestamp": [t(1), t(2), t(3), t(4), t(5), t(6), t(7), t(9), t(9)],
         }
     )
-    split = temporal_split(ratings, validation=0.2, test=0.1, cold_items=0.0)
-    assert new_users(split, "test") == ["c", "d"]  # new in the test period: c (F, 22), d (M, 61)
+    window = make_protocol(
+        ratings, "global", window=0.2, train_windows=1, cold_items=0.0
+    ).folds[0].test
+    assert new_users(window) == ["c", "d"]  # new in the test window: c (F, 22), d (M, 61)
     attrs = pl.DataFrame(
         {
             "user_id": ["a", "b", "c", "d", "e"],
@@ -217,12 +221,12 @@ def test_new_users_are_served_from_their_attributes() -> None:
     items = ["x", "w", "y", "z", "y2"]
     vec = pl.DataFrame({"item_id": items, "embedding": np.eye(5).tolist()})
     users = pl.DataFrame({"user_id": ["c", "d"], "embedding": [np.eye(5)[1], np.eye(5)[2]]})
-    per_user = new_user_systems(split, attrs, Enriched(raw=vec, llm=vec), users, users, k=2)
+    per_user = new_user_systems(window, attrs, Enriched(raw=vec, llm=vec), users, users, k=2)
     by = {(r["system"], r["user_id"]): r["recall@20"] for r in per_user.to_dicts()}
     assert (by[("popularity", "c")], by[("popularity", "d")]) == (0.0, 1.0)  # top 2: y, z
     assert by[("popularity in their group", "c")] == 1.0  # w, x: the young women's items
     assert by[("popularity in their group", "d")] == 1.0
-    nearest = new_user_systems(split, attrs, Enriched(raw=vec, llm=vec), users, users, k=1)
+    nearest = new_user_systems(window, attrs, Enriched(raw=vec, llm=vec), users, users, k=1)
     top1 = nearest.filter(pl.col("system") == "LLM profile -> LLM item profiles")
     assert top1.sort("user_id")["recall@20"].to_list() == [0.0, 1.0]  # c -> w (wants x), d -> y
     assert per_user.group_by("system").len()["len"].to_list() == [2] * 5
@@ -232,18 +236,19 @@ def test_segments_do_not_depend_on_row_order() -> None:
     """Items tied in popularity at the head / long-tail boundary land on the same side every
     run (the split was once at the mercy of group_by order)."""
     from enrich.downstream.ladder import Period, segment_metrics
+    from enrich.downstream.protocols import Window
 
     items = [f"i{n}" for n in range(10)]  # every item rated once: all tied
     history = pl.DataFrame({"user_id": [f"u{n}" for n in range(10)], "item_id": items})
     target = pl.DataFrame({"user_id": ["t"] * 10, "item_id": items})
     ranked = pl.DataFrame({"user_id": ["t"] * 10, "item_id": items, "rank": range(1, 11)})
+
+    def window(seed: int) -> Window:
+        shuffled = history.sample(fraction=1.0, shuffle=True, seed=seed)
+        return Window("w0", shuffled, target, target.select("user_id"), None)
+
     runs = [
-        segment_metrics(
-            ranked,
-            Period(
-                "test", history.sample(fraction=1.0, shuffle=True, seed=s), target, ranked, None
-            ),  # type: ignore[arg-type]
-        )["long-tail items"]
+        segment_metrics(ranked, Period(window(s), ranked, None))["long-tail items"]  # type: ignore[arg-type]
         for s in range(5)
     ]
     assert all(r.equals(runs[0]) for r in runs)
@@ -279,8 +284,19 @@ def test_every_rung_runs_with_a_scripted_model(tmp_path, embedder) -> None:
     llm = ScriptedChat(
         script=lambda text, attempt: user if "<history>" in text or "<user>" in text else GOOD
     )
-    config = EvalConfig(seeds=(0,), bootstrap=100)
-    result = evaluate(config, tmp_path / "eval.duckdb", llm=llm, embedder=embedder)
+    config = EvalConfig(seeds=(0,), bootstrap=100, train_windows=2)
+    store = tmp_path / "eval.duckdb"
+    dry = evaluate(config, store, llm=llm, embedder=embedder, dry_run=True)
+    assert llm.calls == [] and dry.plan  # the plan costs no call
+    labels = [p.kind for p in dry.plan]
+    assert labels[:2] == ["item profiles", "item profiles + CF context"]
+    assert {"users @ w0", "users @ w1", "users @ w2", "new users @ w0"} <= set(labels)
+    result = evaluate(config, store, llm=llm, embedder=embedder)
+    # the plan is the run's: one request per distinct prompt it said it would generate
+    assert len(llm.calls) == sum(p.to_generate for p in dry.plan) > 0
+    again = evaluate(config, store, llm=llm, embedder=embedder, dry_run=True)
+    assert sum(p.to_generate for p in again.plan) == 0
+    assert [p.stored + p.no_text + p.cached for p in again.plan] == [p.rows for p in again.plan]
     assert set(result.summary["rung"]) == {"0", "1", "2", "3", "3b", "4", "5"}
     costs = {r["rung"]: r["llm_calls_per_1k"] for r in result.costs.to_dicts()}
     assert costs["2"] == 0 and costs["3"] > 0 and costs["3b"] > 0 and costs["5"] > costs["4"]

@@ -119,6 +119,8 @@ def test_every_sql_file_runs() -> None:
         text = path.read_text()
         if "$item_id" in text:
             assert store.con.execute(text, {"item_id": "0", "k": 2}).fetchall()
+        elif "$prompt_version" in text:
+            assert store.con.execute(text, {"model": "m", "prompt_version": "p"}).fetchall()
         else:
             store.con.execute(text).fetchall()
 

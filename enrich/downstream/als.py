@@ -127,10 +127,30 @@ def nearest_items(
     return top_k(scores, users, items, k)
 
 
-def history_vectors(history: pl.DataFrame, item_vectors: pl.DataFrame) -> pl.DataFrame:
-    """Each user's mean item embedding (unit length) over ``history`` (``user_id, item_id``)."""
+RECENT = 50
+"""How many of a user's newest interactions :func:`history_vectors` averages."""
+
+
+def recent_history(history: pl.DataFrame, recent: int = RECENT) -> pl.DataFrame:
+    """Each user's ``recent`` newest interactions (all of them without a ``timestamp``)."""
+    if "timestamp" not in history.columns:
+        return history
+    return (
+        history.sort("timestamp", "item_id", descending=True)
+        .group_by("user_id", maintain_order=True)
+        .head(recent)
+    )
+
+
+def history_vectors(
+    history: pl.DataFrame, item_vectors: pl.DataFrame, recent: int = RECENT
+) -> pl.DataFrame:
+    """Each user's mean item embedding (unit length) over their ``recent`` newest interactions
+    in ``history`` (``user_id, item_id``, ``timestamp`` if any); items without a vector are
+    left out."""
     joined = (
-        history.select(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
+        recent_history(history, recent)
+        .select(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
         .join(item_vectors.select(pl.col("item_id").cast(pl.Utf8), "embedding"), on="item_id")
         .sort("user_id")
     )
@@ -144,6 +164,12 @@ def history_vectors(history: pl.DataFrame, item_vectors: pl.DataFrame) -> pl.Dat
         {"user_id": names.tolist(), "embedding": means.tolist()},
         schema={"user_id": pl.Utf8, "embedding": pl.List(pl.Float32)},
     )
+
+
+def top_by_count(history: pl.DataFrame) -> pl.DataFrame:
+    """``item_id, len``: items by number of interactions in ``history``, most first; ties broken
+    by id, so the order (and every boundary drawn on it) is the same on every run."""
+    return history.group_by("item_id").len().sort("len", "item_id", descending=[True, False])
 
 
 def unit(matrix: np.ndarray) -> np.ndarray:

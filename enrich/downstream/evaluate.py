@@ -1,74 +1,100 @@
-"""``enrich evaluate``: the ablation ladder on MovieLens across seeds, with paired bootstrap
-intervals against rung 2 (raw text, no LLM), stored in ``eval_runs`` and written as a Markdown
-report with a PNG chart.
+"""``enrich evaluate``: the ablation ladder on any interaction log, under a stated protocol,
+with user-level intervals and the smallest effect the data can see.
 
-The LLM work (item profiles, profiles with collaborative context, user profiles as of each
-period's start) goes through the library into the store, so a re-run pays nothing again. The
-held-out cold items are drawn once (``split_seed``) so that enrichment is shared by all seeds;
-seeds vary ALS, LightGBM and the bootstrap.
+Steps, in order:
+1. the data (:mod:`enrich.downstream.data`: a user's log and catalogue, or a MovieLens preset)
+   and the protocol's windows (:mod:`enrich.downstream.protocols`);
+2. everything that needs no LLM: raw-text vectors, and ALS candidates for every window and seed;
+3. the plan: only the entities the evaluation reads (candidates, targets and the recent
+   histories it averages; users of every window) — what the store and cache already hold, and
+   the calls, tokens and time left to pay (``dry_run`` stops here);
+4. the LLM work, through the library into the store, so a re-run pays nothing again;
+5. every rung for every fold and seed; users pooled over seeds and cut-offs, intervals by
+   resampling users (clusters), and per segment the minimum detectable effect at 80% power;
+6. ``eval_runs`` rows and a Markdown report with a chart.
 
 Example:
-    >>> result = evaluate(EvalConfig(seeds=(0, 1, 2)), store="eval.duckdb")   # doctest: +SKIP
-    >>> print(result.report_path.read_text())                                  # doctest: +SKIP
+    >>> data = eval_data(events, catalogue, user_col="uid", item_col="sku", time_col="ts",
+    ...                  text_cols=("title", "description"))               # doctest: +SKIP
+    >>> result = evaluate(EvalConfig(protocol="rolling"), "eval.duckdb", data=data,
+    ...                   out_dir="eval-report")                         # doctest: +SKIP
+    >>> print(result.report_path.read_text())                            # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, Field
 
 from enrich.config import EnrichSettings
+from enrich.downstream.als import recent_history
+from enrich.downstream.data import EvalData, movielens
 from enrich.downstream.enrichment import (
     CF_PROMPT,
-    NEW_USER_PROMPT,
     Enriched,
-    item_features,
-    new_user_vectors,
-    user_vectors,
+    LLMJob,
+    attribute_vectors,
+    cf_item_job,
+    item_job,
+    new_user_job,
+    new_user_prompt,
+    raw_vectors,
+    user_job,
 )
-from enrich.downstream.ladder import RUNG_NAMES, RUNGS, SEGMENTS, cold_item_maps, run_seed
-from enrich.downstream.metrics import METRICS, paired_bootstrap
+from enrich.downstream.ladder import (
+    DEFAULT_RUNGS,
+    RUNGS,
+    Candidates,
+    Rung,
+    cold_item_maps,
+    run_fold,
+)
+from enrich.downstream.metrics import (
+    METRICS,
+    cluster_bootstrap,
+    cluster_mean_se,
+    min_detectable_effect,
+)
 from enrich.downstream.new_users import new_user_systems, new_users
-from enrich.downstream.split import TemporalSplit, assert_before, temporal_split
+from enrich.downstream.protocols import Protocol, assert_before_cut, make_protocol
 from enrich.embedding import resolve_embedder
-from enrich.errors import EnrichError
 from enrich.llm import model_id, resolve_llm
-from enrich.movielens import (
-    find_data_dir,
-    load_latest_small_items,
-    load_latest_small_ratings,
-    load_ml100k_items,
-    load_ml100k_ratings,
-    load_ml100k_users,
-)
+from enrich.plan import HEADER, JobPlan
 from enrich.prompts import PromptTemplate
 from enrich.schemas import ItemProfile, UserProfile
 from enrich.sqlfiles import read_sql
 from enrich.store import Store
 
 BASELINE = "2"
+CANDIDATES = "0"
 NEW_USERS = "new users"
-"""Segment (in ``eval_runs``) and cost row of users with no history before the test period."""
+"""Segment (in ``eval_runs``) and cost row of users with no history before the window."""
 COLD_PLACEMENT = "cold items: placement"
 """Segment (in ``eval_runs``) of the cold-item table: ALS with each map vs. popularity."""
+MDE_METRIC = "ndcg@10"
 
 
 class EvalConfig(BaseModel):
     """What an evaluation run does; stored with its results."""
 
-    dataset: str = Field("ml-100k", description="ml-100k or ml-latest-small")
+    dataset: str = Field("ml-100k", description="a preset (ml-100k, ml-latest-small) or a name")
+    protocol: Literal["global", "rolling", "leave-last"] = "global"
+    window: float = Field(0.1, description="share of interactions in each window")
+    train_windows: int = Field(
+        3, description="windows before each evaluated one the ranker learns from"
+    )
+    cuts: int = Field(3, description="rolling: evaluated windows")
+    last_n: int = Field(1, description="leave-last: each user's last n interactions are the test")
     seeds: tuple[int, ...] = (0, 1, 2)
     split_seed: int = Field(0, description="draw of the held-out cold items")
-    validation: float = 0.1
-    test: float = 0.1
     cold_items: float = 0.1
     candidates: int = 100
     factors: int = 64
@@ -81,161 +107,301 @@ class EvalConfig(BaseModel):
 class EvalResult:
     eval_id: str
     summary: pl.DataFrame
-    """Per rung and segment, pooled over seeds: metric means and deltas vs rung 2 with CIs."""
+    """Per rung and segment, users pooled over seeds and cut-offs: metric means and deltas vs
+    rung 2 with user-level 95% intervals, users, (seed, window, user) rows, MDE."""
     cold: pl.DataFrame
     costs: pl.DataFrame
+    plan: list[JobPlan] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    """What was done to the input data and by the protocol (see the report's data section)."""
     new_users: pl.DataFrame | None = None
-    """Test-period users with no history, by system (None: the dataset has no user attributes)."""
+    """Users of the evaluated windows with no history, by system (None: no user attributes)."""
     report_path: Path | None = None
     chart_path: Path | None = None
+    leaks_global_time: bool = False
 
 
-def load_dataset(name: str) -> tuple[pl.DataFrame, tuple[str, ...]]:
-    """``(ratings, item text columns)`` of a MovieLens dataset in ../shared/data."""
-    folder = find_data_dir(name)
-    if folder is None:
-        raise EnrichError(f"{name} not found: set ENRICH_DATA to the folder that holds {name}/")
-    if name == "ml-100k":
-        return load_ml100k_ratings(folder), ("title", "genres")
-    if name == "ml-latest-small":
-        return load_latest_small_ratings(folder), ("title", "genres", "tags")
-    raise EnrichError(f"unknown dataset {name!r}; known: ml-100k, ml-latest-small")
+@dataclass
+class Prepared:
+    """Everything the LLM work and the ladder read, before any LLM call."""
+
+    data: EvalData
+    protocol: Protocol
+    items: pl.DataFrame
+    pool: Candidates
+    jobs: list[LLMJob]
+    counts: dict[str, int]
 
 
-def load_items(name: str, split: TemporalSplit) -> pl.DataFrame:
-    """Item metadata; ml-latest-small's user tags only from before the first period starts."""
-    folder = find_data_dir(name)
-    assert folder is not None
-    items = (
-        load_ml100k_items(folder)
-        if name == "ml-100k"
-        else load_latest_small_items(folder, tags_before=split.validation_start)
+def prepare(
+    config: EvalConfig,
+    store: Store,
+    data: EvalData | None = None,
+    *,
+    embedder: Any = None,
+) -> Prepared:
+    """Steps 1-2 and the LLM jobs of step 3 (see the module docstring); no LLM call."""
+    data = data or movielens(config.dataset)
+    protocol = make_protocol(
+        data.interactions,
+        config.protocol,
+        window=config.window,
+        train_windows=config.train_windows,
+        cuts=config.cuts,
+        last_n=config.last_n,
+        cold_items=config.cold_items,
+        seed=config.split_seed,
     )
-    return items.with_columns(pl.col("item_id").cast(pl.Utf8))
+    items = data.items_before(protocol.context_start)
+    enriched = Enriched(raw=raw_vectors(items, data.text_cols, store, embedder))
+    pool = Candidates(enriched, k=config.candidates, factors=config.factors)
+    for fold in protocol.folds:
+        for window in (fold.test, *fold.train):
+            for seed in config.seeds:
+                pool.get(window, seed)
+    jobs = llm_jobs(config, data, protocol, items, pool)
+    counts = data.counts | _protocol_counts(protocol, pool)
+    return Prepared(data, protocol, items, pool, jobs, counts)
 
 
-def load_user_attrs(name: str) -> pl.DataFrame | None:
-    """User attributes (age, gender, occupation) where the dataset has them (ml-100k)."""
-    folder = find_data_dir(name)
-    if name != "ml-100k" or folder is None:
-        return None
-    return load_ml100k_users(folder).with_columns(pl.col("user_id").cast(pl.Utf8))
+def needed_items(protocol: Protocol, pool: Candidates) -> list[str]:
+    """Items the LLM rungs read: every candidate, every target item, and the recent histories
+    that :func:`enrich.downstream.als.history_vectors` averages."""
+    frames = [p.candidates.select("item_id") for p in pool.periods.values()]
+    for window in protocol.windows():
+        users = window.target.select("user_id").unique()
+        frames.append(window.target.select("item_id"))
+        frames.append(
+            recent_history(window.history.join(users, on="user_id", how="semi")).select("item_id")
+        )
+    return pl.concat(frames)["item_id"].unique().sort().to_list()
+
+
+def llm_jobs(
+    config: EvalConfig,
+    data: EvalData,
+    protocol: Protocol,
+    items: pl.DataFrame,
+    pool: Candidates,
+) -> list[LLMJob]:
+    """The LLM enrichments the configured rungs need, each on only the entities it reads."""
+    rungs = set(config.rungs)
+    if not rungs & {"3", "3b", "4", "5"}:
+        return []
+    needed = needed_items(protocol, pool)
+    label = (data.text_cols[0],)
+    jobs = [item_job(items, data.text_cols, needed)]
+    if "3b" in rungs:
+        history = protocol.context_history()
+        jobs.append(cf_item_job(items, data.text_cols, needed, history, data.implicit))
+    if "5" in rungs:
+        for window in protocol.windows():
+            users = sorted(set(window.target["user_id"]) & set(window.history["user_id"]))
+            jobs.append(
+                user_job(
+                    f"users @ {window.name}",
+                    window.history,
+                    items,
+                    users,
+                    window.start,
+                    label,
+                    data.implicit,
+                )
+            )
+        if data.users is not None:
+            prompt = new_user_prompt(data.user_attr_cols, data.domain)
+            for fold in protocol.folds:
+                if not new_users(fold.test):
+                    continue
+                jobs.append(
+                    new_user_job(
+                        f"new users @ {fold.test.name}",
+                        data.users,
+                        new_users(fold.test),
+                        fold.test.earliest,
+                        data.user_attr_cols,
+                        prompt,
+                    )
+                )
+    return jobs
+
+
+def plan(prepared: Prepared, llm: Any, store: Store) -> list[JobPlan]:
+    """What each LLM job would cost (see :mod:`enrich.plan`)."""
+    return [job.plan(llm, store, _settings()) for job in prepared.jobs]
+
+
+def plan_text(plans: list[JobPlan]) -> str:
+    """The plan as a small table, with totals."""
+    if not plans:
+        return "LLM plan: the configured rungs need no LLM call."
+    lines = ["LLM plan (only the entities this evaluation reads):", HEADER]
+    lines += [p.line() for p in plans]
+    generate = sum(p.to_generate for p in plans)
+    seconds = [p.seconds for p in plans if p.to_generate]
+    known = all(s is not None for s in seconds)
+    total = f"{sum(seconds) / 60:.1f} min" if known and seconds else "unknown"  # type: ignore[arg-type]
+    lines.append(
+        f"total: {generate} LLM requests to generate, "
+        f"{sum(p.prompt_tokens for p in plans)} prompt tokens"
+        f"{'' if all(p.tokens_exact for p in plans) else ' (estimated)'}, "
+        f"~{sum(p.completion_tokens for p in plans):.0f} completion tokens, LLM time {total}"
+    )
+    return "\n".join(lines)
 
 
 def enrich_for(
-    config: EvalConfig,
-    split: TemporalSplit,
-    items: pl.DataFrame,
-    text_cols: tuple[str, ...],
+    prepared: Prepared,
     store: Store,
     *,
     llm: Any = None,
     embedder: Any = None,
     progress: Any = None,
 ) -> Enriched:
-    """Every feature the configured rungs need, cached in ``store``."""
-    llm_rungs = {"3", "3b", "4", "5"} & set(config.rungs)
-    settings = EnrichSettings(chunk_size=64)
-    enriched = item_features(
-        items,
-        text_cols,
-        store,
-        llm=llm,
-        embedder=embedder,
-        cf_history=split.train if "3b" in config.rungs else None,
-        with_llm=bool(llm_rungs),
-        settings=settings,
-        progress=progress,
-    )
-    if "5" in config.rungs:
-        enriched.users = {}
-        for period in ("validation", "test"):
-            target = split.validation if period == "validation" else split.test
-            history = split.history(period)
-            users = sorted(set(target["user_id"]) & set(history["user_id"]))
-            vectors = user_vectors(
-                history,
-                items,
-                users,
-                split.start(period),
-                store,
-                llm=llm,
-                embedder=embedder,
-                settings=settings,
-                progress=progress,
-            )
-            assert_before(vectors, "as_of", split.start(period))  # no profile saw the period
-            enriched.users[period] = vectors
-    enriched.user_attrs = load_user_attrs(config.dataset)
-    if enriched.user_attrs is not None:
-        enriched.new_user_text, enriched.new_user_llm = new_user_vectors(
-            enriched.user_attrs,
-            new_users(split, "test"),
-            split.test_start,
-            store,
-            llm=llm,
-            embedder=embedder,
-            with_llm="5" in config.rungs,
-            settings=settings,
-            progress=progress,
+    """Run the LLM jobs; the pool's :class:`Enriched` gains their vectors."""
+    enriched = prepared.pool.enriched
+    settings = _settings()
+    users: dict[str, pl.DataFrame] = {}
+    new: list[pl.DataFrame] = []
+    windows = {w.name: w for w in prepared.protocol.windows()}
+    for job in prepared.jobs:
+        out = job.run(llm, embedder, store, settings, progress)
+        if job.label == "item profiles":
+            enriched.llm = out.select(pl.col("item_id").cast(pl.Utf8), "embedding")
+            enriched.attributes = out.select(pl.col("item_id").cast(pl.Utf8), "mood", "audience")
+        elif job.label.startswith("item profiles + CF"):
+            enriched.llm_cf = out.select(pl.col("item_id").cast(pl.Utf8), "embedding")
+        elif job.label.startswith("users @ "):
+            window = windows[job.label.removeprefix("users @ ")]
+            vectors = out.select(pl.col("user_id").cast(pl.Utf8), "embedding", "as_of")
+            assert_before_cut(vectors, "as_of", window)  # no profile saw its window
+            users[window.name] = vectors
+        elif job.label.startswith("new users @ "):
+            new.append(out.select(pl.col("user_id").cast(pl.Utf8), "embedding"))
+    if users:
+        enriched.users = users
+    if new:
+        enriched.new_user_llm = pl.concat(new).unique("user_id", keep="first")
+    data = prepared.data
+    if data.users is not None:
+        everyone = sorted({u for f in prepared.protocol.folds for u in new_users(f.test)})
+        enriched.user_attrs = data.users
+        enriched.new_user_text = attribute_vectors(
+            data.users, everyone, data.user_attr_cols, store, embedder
         )
     return enriched
 
 
-def new_user_results(
-    config: EvalConfig, split: TemporalSplit, enriched: Enriched
-) -> pl.DataFrame | None:
-    """Per-user metrics of each system on the test period's new users (seed-independent)."""
+def fold_results(
+    config: EvalConfig, prepared: Prepared, rungs: tuple[Rung, ...] = DEFAULT_RUNGS
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(per-user ladder metrics, per-user cold-item metrics)`` over every fold and seed."""
+    chosen = tuple(r for r in rungs if r.id in config.rungs or r not in DEFAULT_RUNGS)
+    ladder, cold = [], []
+    for fold in prepared.protocol.folds:
+        for seed in config.seeds:
+            ladder.append(run_fold(fold, prepared.pool, seed, chosen))
+            cold.append(cold_item_maps(fold, prepared.pool, seed))
+    return pl.concat(ladder), pl.concat(cold)
+
+
+def new_user_results(config: EvalConfig, prepared: Prepared) -> pl.DataFrame | None:
+    """Per-user metrics of each new-user system over the evaluated windows (seed-free)."""
+    enriched, data = prepared.pool.enriched, prepared.data
     if enriched.user_attrs is None or enriched.new_user_text is None:
         return None
-    return new_user_systems(
-        split,
-        enriched.user_attrs,
-        enriched,
-        enriched.new_user_text,
-        enriched.new_user_llm,
-        config.candidates,
-    )
+    frames = []
+    for fold in prepared.protocol.folds:
+        users = new_users(fold.test)
+        if not users:
+            continue
+        profiles = (
+            enriched.new_user_llm.filter(pl.col("user_id").is_in(users))
+            if enriched.new_user_llm is not None
+            else None
+        )
+        frames.append(
+            new_user_systems(
+                fold.test,
+                enriched.user_attrs,
+                enriched,
+                enriched.new_user_text.filter(pl.col("user_id").is_in(users)),
+                profiles,
+                config.candidates,
+                data.group_cols,
+            ).with_columns(pl.lit(fold.test.name).alias("window"))
+        )
+    return pl.concat(frames) if frames else None
 
 
 def summarize(per_user: pl.DataFrame, n_resamples: int, seed: int = 0) -> pl.DataFrame:
-    """Mean per rung and segment over (seed, user), and the paired bootstrap of the difference
-    to rung 2 over the same (seed, user) pairs."""
+    """Per rung and segment: the mean over (seed, window, user) rows and, against rung 2 on the
+    same rows, the difference with a 95% interval that resamples users (every row of a drawn
+    user comes along), its cluster-robust standard error and the minimum detectable effect at
+    80% power; also the difference to rung 0 (ALS alone: does the re-ranker beat its own
+    candidates?). ``n_users`` counts distinct users, ``n_rows`` the rows behind the mean."""
     rows = []
+    keys = ["seed", "window", "user_id"]
     for (rung, segment), group in per_user.group_by("rung", "segment", maintain_order=True):
-        base = per_user.filter((pl.col("rung") == BASELINE) & (pl.col("segment") == segment))
-        paired = group.join(base, on=["seed", "user_id"], suffix="_base")
+        users = group["user_id"].to_numpy()
         for metric in METRICS:
-            values = group[metric].to_numpy()
-            mean, low, high = paired_bootstrap(values, np.zeros_like(values), n_resamples, seed)
-            d, d_low, d_high = (
-                paired_bootstrap(
-                    paired[metric].to_numpy(),
-                    paired[f"{metric}_base"].to_numpy(),
-                    n_resamples,
-                    seed,
+            mean, low, high = cluster_bootstrap(group[metric].to_numpy(), users, n_resamples, seed)
+            row = {
+                "rung": rung,
+                "segment": segment,
+                "metric": metric,
+                "value": mean,
+                "ci_low": low,
+                "ci_high": high,
+                "n_users": int(np.unique(users).size),
+                "n_rows": group.height,
+            }
+            for base_rung, name in ((BASELINE, "vs_2"), (CANDIDATES, "vs_0")):
+                base = per_user.filter(
+                    (pl.col("rung") == base_rung) & (pl.col("segment") == segment)
                 )
-                if base.height
-                else (np.nan, np.nan, np.nan)
-            )
+                paired = group.join(base, on=keys, suffix="_base")
+                diff = paired[metric].to_numpy() - paired[f"{metric}_base"].to_numpy()
+                clusters = paired["user_id"].to_numpy()
+                d, d_low, d_high = cluster_bootstrap(diff, clusters, n_resamples, seed)
+                _, se, _ = cluster_mean_se(diff, clusters)
+                found = bool(base.height)
+                row |= {
+                    f"delta_{name}": d if found else np.nan,
+                    f"delta_{name}_low": d_low if found else np.nan,
+                    f"delta_{name}_high": d_high if found else np.nan,
+                }
+                if name == "vs_2":
+                    row["mde"] = min_detectable_effect(se) if found else np.nan
+            rows.append(row)
+    return pl.DataFrame(rows).rename(
+        {"delta_vs_2_low": "delta_low", "delta_vs_2_high": "delta_high"}
+    )
+
+
+def systems_summary(per_user: pl.DataFrame, n_resamples: int) -> pl.DataFrame:
+    """Per system (cold-item placements, new-user servers): metric means with user-level 95%
+    intervals."""
+    rows = []
+    for (system,), group in per_user.group_by("system", maintain_order=True):
+        users = group["user_id"].to_numpy()
+        for metric in METRICS:
+            mean, low, high = cluster_bootstrap(group[metric].to_numpy(), users, n_resamples)
             rows.append(
                 {
-                    "rung": rung,
-                    "segment": segment,
+                    "system": system,
                     "metric": metric,
                     "value": mean,
                     "ci_low": low,
                     "ci_high": high,
-                    "delta_vs_2": d,
-                    "delta_low": d_low,
-                    "delta_high": d_high,
-                    "n_users": group.height,
+                    "n_users": int(np.unique(users).size),
+                    "n_rows": group.height,
                 }
             )
     return pl.DataFrame(rows)
 
 
-def costs(store: Store, config: EvalConfig, llm_name: str) -> pl.DataFrame:
+def costs(store: Store, config: EvalConfig, llm_name: str, data: EvalData) -> pl.DataFrame:
     """LLM calls, tokens and LLM seconds per 1,000 entities, per rung, from the runs ledger
     (``sql/queries/llm_cost_per_prompt.sql``)."""
     ledger = store.con.sql(read_sql("queries/llm_cost_per_prompt.sql")).pl()
@@ -257,7 +423,7 @@ def costs(store: Store, config: EvalConfig, llm_name: str) -> pl.DataFrame:
 
     items = per_1000(prompt(PromptTemplate.for_items().version_id(ItemProfile)))
     cf = per_1000(prompt(CF_PROMPT.version_id(ItemProfile)))
-    new_version = NEW_USER_PROMPT.version_id(UserProfile)
+    new_version = new_user_prompt(data.user_attr_cols, data.domain).version_id(UserProfile)
     users = per_1000(
         ledger.filter((pl.col("kind") == "users") & (pl.col("prompt_version") != new_version))
     )
@@ -278,43 +444,31 @@ def costs(store: Store, config: EvalConfig, llm_name: str) -> pl.DataFrame:
     )
 
 
-def prepare(config: EvalConfig) -> tuple[pl.DataFrame, tuple[str, ...], TemporalSplit]:
-    """``(items, text columns, split)`` of the configured dataset."""
-    ratings, text_cols = load_dataset(config.dataset)
-    split = temporal_split(
-        ratings,
-        validation=config.validation,
-        test=config.test,
-        cold_items=config.cold_items,
-        seed=config.split_seed,
-    )
-    return load_items(config.dataset, split), text_cols, split
-
-
-def seed_results(
-    config: EvalConfig, split: TemporalSplit, enriched: Enriched, seed: int
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``(per-user ladder metrics, per-user cold-item metrics)`` of one seed."""
-    users, _ = run_seed(split, enriched, seed, config.rungs, config.candidates, config.factors)
-    return users, cold_item_maps(split, enriched, seed, config.candidates, config.factors)
-
-
 def conclude(
     config: EvalConfig,
-    per_seed: list[tuple[pl.DataFrame, pl.DataFrame]],
+    prepared: Prepared,
+    ladder: pl.DataFrame,
+    cold: pl.DataFrame,
     db: Store,
     model: str,
     embedding_model: str,
     seconds: float,
     out_dir: str | Path | None = None,
     new: pl.DataFrame | None = None,
+    plans: list[JobPlan] | None = None,
 ) -> EvalResult:
-    """Pool the seeds, bootstrap, record ``eval_runs``, and write the report if ``out_dir``."""
-    summary = summarize(pl.concat([u for u, _ in per_seed]), config.bootstrap)
-    cold = _systems_summary(pl.concat([c for _, c in per_seed]), config.bootstrap)
-    result = EvalResult(uuid.uuid4().hex[:12], summary, cold, costs(db, config, model))
+    """Pool, bootstrap, record ``eval_runs``, and write the report if ``out_dir``."""
+    result = EvalResult(
+        uuid.uuid4().hex[:12],
+        summarize(ladder, config.bootstrap),
+        systems_summary(cold, config.bootstrap),
+        costs(db, config, model, prepared.data),
+        plan=plans or [],
+        counts=prepared.counts,
+        leaks_global_time=prepared.protocol.leaks_global_time,
+    )
     if new is not None:
-        result.new_users = _systems_summary(new, config.bootstrap)
+        result.new_users = systems_summary(new, config.bootstrap)
     _record(db, result, config, model, embedding_model, seconds)
     if out_dir is not None:
         from enrich.downstream.report import write_report
@@ -327,54 +481,71 @@ def evaluate(
     config: EvalConfig,
     store: str | Path | Store,
     *,
+    data: EvalData | None = None,
     out_dir: str | Path | None = None,
     llm: Any = None,
     embedder: Any = None,
     progress: Any = None,
+    dry_run: bool = False,
+    echo: Any = None,
 ) -> EvalResult:
-    """Run the ladder for every seed; store ``eval_runs``; write the report if ``out_dir``.
+    """Run the ladder (see the module docstring); store ``eval_runs``; write the report if
+    ``out_dir``. ``data``: the log and catalogue (default: the ``config.dataset`` preset).
+    ``dry_run``: stop after the plan (returned in ``result.plan``, no LLM call, nothing stored).
+    ``echo``: called with the plan's text before any LLM call (e.g. ``print``).
 
-    ``flows/evaluate.py`` runs the same steps as Prefect tasks, one per seed.
+    ``flows/evaluate.py`` runs the same steps as Prefect tasks.
     """
     started = time.perf_counter()
-    items, text_cols, split = prepare(config)
     chat = resolve_llm(llm if llm is not None else config.llm)
     embedder = resolve_embedder(embedder)
     with Store.borrow(store) as db:
-        enriched = enrich_for(
-            config, split, items, text_cols, db, llm=chat, embedder=embedder, progress=progress
-        )
-        per_seed = [seed_results(config, split, enriched, seed) for seed in config.seeds]
+        prepared = prepare(config, db, data, embedder=embedder)
+        plans = plan(prepared, chat, db)
+        if echo is not None:
+            echo(plan_text(plans))
+        if dry_run:
+            empty = pl.DataFrame()
+            return EvalResult("", empty, empty, empty, plan=plans, counts=prepared.counts)
+        enrich_for(prepared, db, llm=chat, embedder=embedder, progress=progress)
+        ladder, cold = fold_results(config, prepared)
         return conclude(
             config,
-            per_seed,
+            prepared,
+            ladder,
+            cold,
             db,
             model_id(chat),
             embedder.name,
             time.perf_counter() - started,
             out_dir,
-            new_user_results(config, split, enriched),
+            new_user_results(config, prepared),
+            plans,
         )
 
 
-def _systems_summary(per_user: pl.DataFrame, n_resamples: int) -> pl.DataFrame:
-    """Per system (cold-item placements, new-user servers): metric means with 95% intervals."""
-    rows = []
-    for (system,), group in per_user.group_by("system", maintain_order=True):
-        for metric in METRICS:
-            v = group[metric].to_numpy()
-            mean, low, high = paired_bootstrap(v, np.zeros_like(v), n_resamples)
-            rows.append(
-                {
-                    "system": system,
-                    "metric": metric,
-                    "value": mean,
-                    "ci_low": low,
-                    "ci_high": high,
-                    "n_users": group.height,
-                }
-            )
-    return pl.DataFrame(rows)
+def _settings() -> EnrichSettings:
+    return EnrichSettings(chunk_size=64)
+
+
+def _protocol_counts(protocol: Protocol, pool: Candidates) -> dict[str, int]:
+    folds = protocol.folds
+    return {
+        "windows": len(protocol.windows()),
+        "evaluated_windows": len(folds),
+        "cold_items_held_out": len(protocol.cold_items),
+        "test_interactions": sum(f.test.target.height for f in folds),
+        "test_users": len({u for f in folds for u in f.test.target["user_id"].to_list()}),
+        "test_users_ranked": len(
+            {
+                u
+                for (name, _), p in pool.periods.items()
+                for u in p.candidates["user_id"].to_list()
+                if name in {f.test.name for f in folds}
+            }
+        ),
+        "test_users_without_history": len({u for f in folds for u in new_users(f.test)}),
+    }
 
 
 def _record(
@@ -385,7 +556,8 @@ def _record(
         for frame, segment in ((result.cold, COLD_PLACEMENT), (result.new_users, NEW_USERS))
         if frame is not None
     ]
-    rows = pl.concat([result.summary, *systems], how="diagonal_relaxed").with_columns(
+    rows = pl.concat([result.summary, *systems], how="diagonal_relaxed")
+    rows = rows.select([c for c in _EVAL_COLUMNS if c in rows.columns]).with_columns(
         pl.lit(result.eval_id).alias("eval_id"),
         pl.lit(datetime.now(UTC).replace(tzinfo=None)).alias("created_at"),
         pl.lit(config.dataset).alias("dataset"),
@@ -399,4 +571,23 @@ def _record(
         db.record_eval(rows.to_arrow())
 
 
-__all__ = ["RUNG_NAMES", "SEGMENTS", "EvalConfig", "EvalResult", "evaluate"]
+_EVAL_COLUMNS = (
+    "rung",
+    "segment",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "delta_vs_2",
+    "delta_low",
+    "delta_high",
+    "delta_vs_0",
+    "delta_vs_0_low",
+    "delta_vs_0_high",
+    "n_users",
+    "n_rows",
+    "mde",
+)
+
+
+__all__ = ["EvalConfig", "EvalResult", "evaluate", "prepare", "summarize"]

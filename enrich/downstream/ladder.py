@@ -1,144 +1,268 @@
 """The ablation ladder: does each enriched feature make the ranking better, per segment?
 
-For each seed: ALS trained on the history before a period gives the top-K candidates (cold items
-placed in its factor space by their raw-text embedding, the same for every rung); a LightGBM
-lambdarank model per rung is trained on validation-period labels and scores the test period's
-candidates, with ALS retrained on train + validation. Rungs add features one at a time:
+For each fold of a protocol (see :mod:`enrich.downstream.protocols`) and seed: implicit-ALS,
+trained on what is known at each window's cut, gives every user's top-K candidates (cold items
+placed in its factor space by their raw-text embedding, the same for every rung). Each rung is a
+LightGBM lambdarank re-ranker with its own features, trained on the labels of the fold's
+training windows and judged on the evaluated window. The re-ranker starts from ALS's ranking
+(``init_score`` = the per-user z-score of ALS's score) and stops adding trees when the NDCG@10 of
+held-out training users stops improving, so it learns what to add to ALS, not to replace it.
 
-    0   ALS score only
-    1   LightGBM: ALS score/rank, popularity, item mean rating, user activity
-    2   + raw item text embeddings (no LLM): history similarity, PCA dims
-    3   + LLM item profile embeddings
-    3b  rung 2 + LLM item profiles written with collaborative context
-    4   rung 3 + LLM attributes (mood, audience) as categoricals
-    5   rung 4 + LLM user profiles (user-profile / item-profile similarity)
+Rungs are data (:class:`Rung`): a rung names the features it adds, so a new rung is one more
+entry, not a copy of the loop::
+
+    my_rung = Rung("6", "+ my price features", features=("text", "llm"), extra=price_features)
+    results = run_fold(fold, enriched, seed=0, rungs=(*DEFAULT_RUNGS, my_rung))
 
 Example:
-    >>> results = run_seed(data, enriched, seed=0)                     # doctest: +SKIP
-    >>> results.filter(pl.col("segment") == "cold items")             # doctest: +SKIP
+    >>> protocol = make_protocol(data.interactions, "global")             # doctest: +SKIP
+    >>> per_user = run_fold(protocol.folds[0], enriched, seed=0)         # doctest: +SKIP
+    >>> per_user.filter(pl.col("segment") == "cold items")              # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
-from enrich.downstream.als import ALSRecommender, history_vectors, with_rank
+from enrich.downstream.als import ALSRecommender, history_vectors, top_by_count, with_rank
 from enrich.downstream.enrichment import Enriched
-from enrich.downstream.metrics import METRICS, coverage, ranking_metrics
+from enrich.downstream.metrics import ranking_metrics
+from enrich.downstream.protocols import Fold, Window, assert_before_cut
 from enrich.downstream.ranker import feature_columns, labels, ranker_features
-from enrich.downstream.split import TemporalSplit, assert_before
 
-RUNGS = ("0", "1", "2", "3", "3b", "4", "5")
-RUNG_NAMES = {
-    "0": "ALS only",
-    "1": "LightGBM: IDs, popularity, user stats",
-    "2": "+ raw text embeddings",
-    "3": "+ LLM item profiles",
-    "3b": "+ LLM item profiles with CF context (instead of 3)",
-    "4": "+ LLM attributes as categoricals",
-    "5": "+ LLM user profiles",
-}
+ExtraFeatures = Callable[[pl.DataFrame, Window], pl.DataFrame]
+"""``(candidates, window) -> frame`` keyed by ``user_id, item_id``: a rung's own features,
+built only from what ``window`` knows at its cut."""
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One step of the ladder: what the re-ranker may use.
+
+    ``features``: kinds of item vectors (``text``: raw text, no LLM; ``llm``: LLM item
+    profiles; ``llm_cf``: LLM profiles written with collaborative context), each as the cosine
+    to the user's recent history and as a few PCA dimensions. ``categoricals``: the LLM's
+    attributes. ``user_profiles``: cosine of the LLM user profile and the LLM item profile.
+    ``ranker=False``: the candidate generator's own order (rung 0).
+    """
+
+    id: str
+    name: str
+    ranker: bool = True
+    features: tuple[str, ...] = ()
+    categoricals: bool = False
+    user_profiles: bool = False
+    extra: ExtraFeatures | None = None
+
+    def available(self, enriched: Enriched) -> bool:
+        """Whether ``enriched`` holds everything this rung reads."""
+        needs = [enriched.vectors(k) for k in self.features]
+        if self.categoricals:
+            needs.append(enriched.attributes)
+        if self.user_profiles:
+            needs.append(enriched.users)
+        return all(n is not None for n in needs)
+
+
+DEFAULT_RUNGS = (
+    Rung("0", "ALS only", ranker=False),
+    Rung("1", "LightGBM on ALS: popularity, user stats"),
+    Rung("2", "+ raw text embeddings", features=("text",)),
+    Rung("3", "+ LLM item profiles", features=("text", "llm")),
+    Rung("3b", "+ LLM item profiles with CF context (instead of 3)", features=("text", "llm_cf")),
+    Rung("4", "+ LLM attributes as categoricals", features=("text", "llm"), categoricals=True),
+    Rung(
+        "5",
+        "+ LLM user profiles",
+        features=("text", "llm"),
+        categoricals=True,
+        user_profiles=True,
+    ),
+)
+RUNGS = tuple(r.id for r in DEFAULT_RUNGS)
+RUNG_NAMES = {r.id: r.name for r in DEFAULT_RUNGS}
 SEGMENTS = ("all", "warm items", "long-tail items", "cold items", "cold users")
 COLD_USER_MAX = 3
 
 
+@dataclass(frozen=True)
+class RankerSettings:
+    """LightGBM's settings, sized for small data (a few hundred users per window)."""
+
+    n_estimators: int = 400
+    learning_rate: float = 0.03
+    num_leaves: int = 15
+    min_child_samples: int = 50
+    reg_lambda: float = 5.0
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    early_stopping: int = 40
+    """Rounds without a better held-out NDCG@10 before training stops."""
+    holdout: float = 0.2
+    """Share of training users whose labels only decide when to stop."""
+
+
 @dataclass
 class Period:
-    """Candidates and everything known when one period starts."""
+    """A window's candidates and the ALS model that produced them."""
 
-    name: str
-    history: pl.DataFrame
-    target: pl.DataFrame
+    window: Window
     candidates: pl.DataFrame
     als: ALSRecommender
 
 
-def candidates(
-    split: TemporalSplit, period: str, enriched: Enriched, seed: int, k: int, factors: int
-) -> Period:
-    """ALS on the history before ``period``; top ``k`` per user with some history."""
-    history = split.history(period)
-    assert_before(history, "timestamp", split.start(period))
-    target = split.validation if period == "validation" else split.test
-    als = ALSRecommender(factors=factors, seed=seed).fit(history)
+@dataclass
+class Candidates:
+    """ALS fits and candidates per (window, seed), made once and shared by folds and rungs."""
+
+    enriched: Enriched
+    k: int = 100
+    factors: int = 64
+    periods: dict[tuple[str, int], Period] = field(default_factory=dict)
+
+    def get(self, window: Window, seed: int) -> Period:
+        key = (window.name, seed)
+        if key not in self.periods:
+            self.periods[key] = candidates(window, self.enriched, seed, self.k, self.factors)
+        return self.periods[key]
+
+
+def candidates(window: Window, enriched: Enriched, seed: int, k: int, factors: int) -> Period:
+    """ALS on ``window``'s history; top ``k`` for each target user with some history."""
+    assert_before_cut(window.history, "timestamp", window)
+    als = ALSRecommender(factors=factors, seed=seed).fit(window.history)
     als.place_items(enriched.raw)  # cold items reachable for every rung alike
-    users = sorted(set(target["user_id"]) & set(als.users))
-    return Period(period, history, target, als.recommend(users, k=k, exclude=history), als)
+    users = sorted(set(window.target["user_id"]) & set(als.users))
+    return Period(window, als.recommend(users, k=k, exclude=window.history), als)
 
 
-def rung_features(
-    rung: str, period: Period, enriched: Enriched, seed: int
-) -> tuple[pl.DataFrame, list[int], list[str]]:
-    """The feature frame of ``rung`` for ``period``'s candidates."""
-    sims: dict[str, tuple[pl.DataFrame, pl.DataFrame]] = {}
-    reduced: dict[str, pl.DataFrame] = {}
-    cats = None
-    if rung in ("2", "3", "3b", "4", "5"):
-        sims["text"] = (history_vectors(period.history, enriched.raw), enriched.raw)
-        reduced["text"] = enriched.raw
-    if rung in ("3", "4", "5"):
-        sims["llm"] = (history_vectors(period.history, enriched.llm), enriched.llm)
-        reduced["llm"] = enriched.llm
-    if rung == "3b":
-        sims["llm_cf"] = (history_vectors(period.history, enriched.llm_cf), enriched.llm_cf)
-        reduced["llm_cf"] = enriched.llm_cf
-    if rung in ("4", "5"):
-        cats = enriched.attributes
-    if rung == "5":
-        sims["user_profile"] = (enriched.users[period.name], enriched.llm)  # type: ignore[index]
-    return ranker_features(
+def rung_features(rung: Rung, period: Period, enriched: Enriched, seed: int) -> pl.DataFrame:
+    """The feature frame of ``rung`` for ``period``'s candidates (rows by user, ALS rank)."""
+    history = period.window.history
+    sims = {
+        kind: (history_vectors(history, enriched.vectors(kind)), enriched.vectors(kind))
+        for kind in rung.features
+    }
+    if rung.user_profiles:
+        users = enriched.users[period.window.name]  # type: ignore[index]
+        sims["user_profile"] = (users, enriched.llm)
+    frame, _, _ = ranker_features(
         period.candidates,
-        period.history,
-        similarities=sims,
-        reduced=reduced,
-        categoricals=cats,
+        history,
+        similarities=sims,  # type: ignore[arg-type]
+        reduced={kind: enriched.vectors(kind) for kind in rung.features},  # type: ignore[misc]
+        categoricals=enriched.attributes if rung.categoricals else None,
         seed=seed,
     )
+    if rung.extra is not None:
+        frame = frame.join(rung.extra(period.candidates, period.window), on=["user_id", "item_id"])
+    return frame
 
 
-def rank_with_lightgbm(
-    rung: str, validation: Period, test: Period, enriched: Enriched, seed: int
+def rank(
+    rung: Rung,
+    fold: Fold,
+    pool: Candidates,
+    seed: int,
+    settings: RankerSettings = RankerSettings(),
 ) -> pl.DataFrame:
-    """Train on the validation period's labels, rank the test period's candidates."""
-    from lightgbm import LGBMRanker
+    """``user_id, item_id, score, rank`` of the evaluated window's candidates under ``rung``."""
+    test = pool.get(fold.test, seed)
+    if not rung.ranker:
+        return with_rank(test.candidates.select("user_id", "item_id", "score"))
+    frames = []
+    for window in fold.train:
+        frame = rung_features(rung, pool.get(window, seed), pool.enriched, seed)
+        frames.append(
+            frame.with_columns(
+                pl.Series("y", labels(frame, window.target)),
+                pl.lit(window.name).alias("_window"),
+            )
+        )
+    train = pl.concat(frames, how="diagonal_relaxed")
+    test_frame = rung_features(rung, test, pool.enriched, seed)
+    columns = feature_columns(test_frame)
+    scores = _fit_predict(train, test_frame, columns, _categoricals(test_frame), seed, settings)
+    return with_rank(test_frame.select("user_id", "item_id").with_columns(score=scores))
 
-    train, _, cats = rung_features(rung, validation, enriched, seed)
-    y = labels(train, validation.target)
-    keep = train.with_columns(pl.Series("y", y)).filter(pl.col("y").max().over("user_id") > 0)
-    groups = keep.group_by("user_id", maintain_order=True).len()["len"].to_list()
-    model = LGBMRanker(
+
+def _categoricals(frame: pl.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.startswith("cat_")]
+
+
+def _fit_predict(
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    columns: list[str],
+    cats: list[str],
+    seed: int,
+    settings: RankerSettings,
+) -> np.ndarray:
+    """LightGBM lambdarank from ALS's per-user z-score; early stopping on held-out users.
+    Falls back to ALS's order when the training windows hold too few users with a positive."""
+    import lightgbm as lgb
+
+    group = ["_window", "user_id"]
+    useful = train.filter(pl.col("y").max().over(group) > 0)
+    held = [  # a user's every window on one side: held-out users are users never fitted on
+        u
+        for u in useful["user_id"].unique().to_list()
+        if zlib.crc32(f"{seed}:{u}".encode()) % 1000 < settings.holdout * 1000
+    ]
+    useful = useful.with_columns(pl.col("user_id").is_in(held).alias("_held"))
+    fit, stop = useful.filter(~pl.col("_held")), useful.filter(pl.col("_held"))
+    if fit.select(pl.struct(group).n_unique()).item() < 20 or not stop.height:
+        return test["als_z"].to_numpy()
+
+    def parts(frame: pl.DataFrame) -> tuple:
+        sizes = frame.group_by(group, maintain_order=True).len()["len"].to_list()
+        return frame.select(columns).to_pandas(), frame["y"].to_numpy(), sizes, frame["als_z"]
+
+    x_fit, y_fit, g_fit, i_fit = parts(fit)
+    x_stop, y_stop, g_stop, i_stop = parts(stop)
+    model = lgb.LGBMRanker(
         objective="lambdarank",
-        n_estimators=200,
-        learning_rate=0.05,
-        num_leaves=31,
-        min_child_samples=20,
+        n_estimators=settings.n_estimators,
+        learning_rate=settings.learning_rate,
+        num_leaves=settings.num_leaves,
+        min_child_samples=settings.min_child_samples,
+        reg_lambda=settings.reg_lambda,
+        subsample=settings.subsample,
+        subsample_freq=1,
+        colsample_bytree=settings.colsample_bytree,
         random_state=seed,
         n_jobs=2,
         verbose=-1,
     )
-    columns = feature_columns(train)
     model.fit(
-        keep.select(columns).to_pandas(),
-        keep["y"].to_numpy(),
-        group=groups,
+        x_fit,
+        y_fit,
+        group=g_fit,
+        init_score=i_fit.to_numpy(),
+        eval_X=(x_stop,),
+        eval_y=(y_stop,),
+        eval_group=[g_stop],
+        eval_init_score=[i_stop.to_numpy()],
+        eval_at=[10],
         categorical_feature=cats or "auto",
+        callbacks=[lgb.early_stopping(settings.early_stopping, verbose=False)],
     )
-    frame, _, _ = rung_features(rung, test, enriched, seed)
-    scores = model.predict(frame.select(columns).to_pandas())
-    return with_rank(frame.select("user_id", "item_id").with_columns(pl.Series("score", scores)))
+    raw = model.predict(test.select(columns).to_pandas(), num_iteration=model.best_iteration_)
+    return test["als_z"].to_numpy() + raw
 
 
-def segment_metrics(ranked: pl.DataFrame, test: Period) -> dict[str, pl.DataFrame]:
-    """Per-user metrics in each segment (see :data:`SEGMENTS`)."""
-    history, target = test.history, test.target
-    users = set(ranked["user_id"]) | set(test.candidates["user_id"])
+def segment_metrics(ranked: pl.DataFrame, period: Period) -> dict[str, pl.DataFrame]:
+    """Per-user metrics in each segment (see :data:`SEGMENTS`) of ``period``'s window: every
+    target user ALS could rank; items cold, long-tail or warm by the window's history."""
+    history, target = period.window.history, period.window.target
+    users = set(period.candidates["user_id"])
     relevant = target.filter(pl.col("user_id").is_in(list(users))).select("user_id", "item_id")
-    popularity = (  # ties broken by id: the head/long-tail boundary is the same every run
-        history.group_by("item_id").len().sort("len", "item_id", descending=[True, False])
-    )
+    popularity = top_by_count(history)  # ties broken by id: the same boundary every run
     head = set(popularity["item_id"].head(int(0.2 * popularity.height)).to_list())
     warm = set(popularity["item_id"].to_list())
     activity = history.group_by("user_id").len()
@@ -154,53 +278,41 @@ def segment_metrics(ranked: pl.DataFrame, test: Period) -> dict[str, pl.DataFram
     return {name: ranking_metrics(ranked, rel) for name, rel in subsets.items()}
 
 
-def run_seed(
-    split: TemporalSplit,
-    enriched: Enriched,
+def run_fold(
+    fold: Fold,
+    pool: Candidates,
     seed: int,
-    rungs: tuple[str, ...] = RUNGS,
-    k: int = 100,
-    factors: int = 64,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``(per-user metrics, summary)`` for one seed: per-user rows carry seed, rung, segment and
-    one column per metric; the summary has the means, user counts and coverage."""
-    validation = candidates(split, "validation", enriched, seed, k, factors)
-    test = candidates(split, "test", enriched, seed, k, factors)
-    catalogue = test.als.items
-    per_user, summary = [], []
-    for rung in rungs:
-        if not _available(rung, enriched):
-            continue
-        ranked = (
-            with_rank(test.candidates.select("user_id", "item_id", "score"))
-            if rung == "0"
-            else rank_with_lightgbm(rung, validation, test, enriched, seed)
-        )
-        cov = coverage(ranked, len(catalogue))
-        for segment, frame in segment_metrics(ranked, test).items():
-            tagged = frame.with_columns(
-                pl.lit(seed).alias("seed"),
-                pl.lit(rung).alias("rung"),
-                pl.lit(segment).alias("segment"),
-            )
-            per_user.append(tagged)
-            summary.append(
-                {"seed": seed, "rung": rung, "segment": segment, "n_users": frame.height}
-                | {m: float(frame[m].mean()) if frame.height else np.nan for m in METRICS}
-                | {"coverage@10": cov}
-            )
-    return pl.concat(per_user), pl.DataFrame(summary)
-
-
-def cold_item_maps(
-    split: TemporalSplit, enriched: Enriched, seed: int, k: int = 100, factors: int = 64
+    rungs: tuple[Rung, ...] = DEFAULT_RUNGS,
+    settings: RankerSettings = RankerSettings(),
 ) -> pl.DataFrame:
+    """Per-user metrics of every available rung on ``fold``'s evaluated window: one row per
+    (rung, segment, user) with ``seed``, ``window`` and one column per metric."""
+    test = pool.get(fold.test, seed)
+    per_user = []
+    for rung in rungs:
+        if not rung.available(pool.enriched):
+            continue
+        ranked = rank(rung, fold, pool, seed, settings)
+        for segment, frame in segment_metrics(ranked, test).items():
+            per_user.append(
+                frame.with_columns(
+                    pl.lit(seed).alias("seed"),
+                    pl.lit(fold.test.name).alias("window"),
+                    pl.lit(rung.id).alias("rung"),
+                    pl.lit(segment).alias("segment"),
+                )
+            )
+    return pl.concat(per_user)
+
+
+def cold_item_maps(fold: Fold, pool: Candidates, seed: int) -> pl.DataFrame:
     """Cold items only: ALS with cold items placed by raw-text vs. LLM-profile maps, vs.
     popularity (which cannot reach them) — per-user metrics on the cold-item segment."""
-    history = split.history("test")
-    users = sorted(set(split.test["user_id"]) & set(history["user_id"]))
+    window, enriched, k = fold.test, pool.enriched, pool.k
+    history = window.history
+    users = sorted(set(window.target["user_id"]) & set(history["user_id"]))
     systems: dict[str, pl.DataFrame] = {}
-    als = ALSRecommender(factors=factors, seed=seed).fit(history)  # once: each map re-places
+    als = ALSRecommender(factors=pool.factors, seed=seed).fit(history)  # each map re-places
     for name, vectors in (
         ("ALS + raw-text map", enriched.raw),
         ("ALS + LLM-profile map", enriched.llm),
@@ -209,7 +321,7 @@ def cold_item_maps(
             continue
         als.place_items(vectors)  # replaces the previous map's cold items
         systems[name] = als.recommend(users, k=k, exclude=history)
-    popularity = history.group_by("item_id").len().sort("len", "item_id", descending=[True, False])
+    popularity = top_by_count(history)
     systems["popularity"] = (
         pl.DataFrame({"user_id": users})
         .join(popularity.head(k + 200).select("item_id", pl.col("len").alias("score")), how="cross")
@@ -218,23 +330,15 @@ def cold_item_maps(
         .filter(pl.col("rank") <= k)
     )
     warm = set(history["item_id"].to_list())
-    relevant = split.test.filter(
+    relevant = window.target.filter(
         pl.col("user_id").is_in(users) & ~pl.col("item_id").is_in(list(warm))
     ).select("user_id", "item_id")
     frames = [
         ranking_metrics(ranked, relevant).with_columns(
-            pl.lit(seed).alias("seed"), pl.lit(name).alias("system")
+            pl.lit(seed).alias("seed"),
+            pl.lit(window.name).alias("window"),
+            pl.lit(name).alias("system"),
         )
         for name, ranked in systems.items()
     ]
     return pl.concat(frames)
-
-
-def _available(rung: str, enriched: Enriched) -> bool:
-    needs = {
-        "3": enriched.llm,
-        "3b": enriched.llm_cf,
-        "4": enriched.attributes,
-        "5": enriched.users,
-    }
-    return rung not in needs or needs[rung] is not None

@@ -1,9 +1,10 @@
 """New users — no interaction before the period — cannot be ranked by ALS or by their history.
-What serves them best? Compared on the test period's new users, ML-100K (which has age, gender
-and occupation per user):
+What serves them best? Compared on an evaluated window's new users, where the data has user
+attributes (ML-100K: age, gender and occupation):
 
-    popularity                  the most interacted items before the period
-    popularity in their group   the same among users of their gender and age band (no LLM)
+    popularity                  the most interacted items before the window
+    popularity in their group   the same among users of their group (ML-100K: gender and age
+                                band; numbers in quartile bands) (no LLM)
     attribute text -> items     "age 24, gender M, occupation technician" embedded, nearest raw
                                 item texts (no LLM: the control for the next two)
     LLM profile -> LLM items    the LLM's profile of the user from those attributes, nearest LLM
@@ -20,51 +21,70 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from enrich.downstream.als import nearest_items, top_k, unit, with_rank
+from enrich.downstream.als import nearest_items, top_by_count, top_k, unit, with_rank
 from enrich.downstream.enrichment import Enriched
 from enrich.downstream.metrics import ranking_metrics
-from enrich.downstream.split import TemporalSplit
+from enrich.downstream.protocols import Window
 
 AGE_BANDS = (25, 35, 50)
-"""Upper bounds of the age bands of the group-popularity baseline (last band: 50 and over)."""
+"""Upper bounds of the age bands of ``age`` (last band: 50 and over); other numeric attributes
+are banded at their quartiles."""
 
 
-def new_users(split: TemporalSplit, period: str = "test") -> list[str]:
-    """Users with an interaction in ``period`` and none before it."""
-    target = split.validation if period == "validation" else split.test
-    known = set(split.history(period)["user_id"].to_list())
-    return sorted(set(target["user_id"].to_list()) - known)
+def new_users(window: Window) -> list[str]:
+    """Users with an interaction in ``window`` and none before its cut."""
+    known = set(window.history["user_id"].to_list())
+    return sorted(set(window.target["user_id"].to_list()) - known)
 
 
 def _popularity(history: pl.DataFrame, users: list[str], k: int) -> pl.DataFrame:
     top = (
-        history.group_by("item_id")
-        .len()
-        .sort("len", "item_id", descending=[True, False])
+        top_by_count(history)
         .head(k)
         .select("item_id", pl.col("len").cast(pl.Float64).alias("score"))
     )
     return with_rank(pl.DataFrame({"user_id": users}).join(top, how="cross"))
 
 
+def _bands(attrs: pl.DataFrame, group_cols: tuple[str, ...]) -> pl.DataFrame:
+    """``user_id`` and one group label per column: numbers banded, text as is."""
+    out = []
+    for col in group_cols:
+        dtype = attrs.schema[col]
+        if dtype.is_numeric():
+            cuts = (
+                list(AGE_BANDS)
+                if col == "age"
+                else sorted({float(attrs[col].quantile(q)) for q in (0.25, 0.5, 0.75)})
+            )
+            out.append(pl.col(col).cut(cuts, left_closed=True).cast(pl.Utf8).alias(col))
+        else:
+            out.append(pl.col(col).cast(pl.Utf8))
+    return attrs.select(pl.col("user_id").cast(pl.Utf8), *out)
+
+
 def _group_popularity(
-    history: pl.DataFrame, attrs: pl.DataFrame, users: list[str], k: int
+    history: pl.DataFrame,
+    attrs: pl.DataFrame,
+    users: list[str],
+    k: int,
+    group_cols: tuple[str, ...] = ("gender", "age"),
 ) -> pl.DataFrame:
-    """Items by popularity among users of the same gender and age band; overall popularity
+    """Items by popularity among users of the same group (``group_cols``); overall popularity
     breaks ties (and fills groups with few interactions)."""
-    band = pl.col("age").cut(list(AGE_BANDS), left_closed=True).alias("band")
-    groups = attrs.select(pl.col("user_id").cast(pl.Utf8), "gender", band)
+    groups = _bands(attrs, group_cols)
+    cols = list(group_cols)
     overall = history.group_by("item_id").len().rename({"len": "overall"})
     in_group = (
         history.join(groups, on="user_id")
-        .group_by("gender", "band", "item_id")
+        .group_by(*cols, "item_id")
         .len()
         .rename({"len": "in_group"})
     )
     wanted = groups.filter(pl.col("user_id").is_in(users))
     scored = (
         wanted.join(overall, how="cross")
-        .join(in_group, on=["gender", "band", "item_id"], how="left")
+        .join(in_group, on=[*cols, "item_id"], how="left", nulls_equal=True)
         .with_columns(pl.col("in_group").fill_null(0))
         .sort(["user_id", "in_group", "overall", "item_id"], descending=[False, True, True, False])
         .group_by("user_id", maintain_order=True)
@@ -96,27 +116,28 @@ def _blend(
 
 
 def new_user_systems(
-    split: TemporalSplit,
+    window: Window,
     attrs: pl.DataFrame,
     enriched: Enriched,
     attribute_vectors: pl.DataFrame,
     profiles: pl.DataFrame | None,
     k: int = 100,
+    group_cols: tuple[str, ...] = ("gender", "age"),
 ) -> pl.DataFrame:
-    """Per-user metrics (``system, user_id, ndcg@10, ...``) of each system on the test period's
-    new users. ``attribute_vectors``: embedded attribute text; ``profiles``: their LLM profile
+    """Per-user metrics (``system, user_id, ndcg@10, ...``) of each system on ``window``'s new
+    users. ``attribute_vectors``: embedded attribute text; ``profiles``: their LLM profile
     vectors (``user_id, embedding``; None skips the LLM systems)."""
-    users = new_users(split, "test")
-    history = split.history("test")
+    users = new_users(window)
+    history = window.history
     systems = {
         "popularity": _popularity(history, users, k),
-        "popularity in their group": _group_popularity(history, attrs, users, k),
+        "popularity in their group": _group_popularity(history, attrs, users, k, group_cols),
         "attribute text -> raw item text": nearest_items(attribute_vectors, enriched.raw, k=k),
     }
     if profiles is not None and profiles.height and enriched.llm is not None:
         systems["LLM profile -> LLM item profiles"] = nearest_items(profiles, enriched.llm, k=k)
         systems["popularity + LLM profile"] = _blend(history, profiles, enriched.llm, k)
-    relevant = split.test.filter(pl.col("user_id").is_in(users)).select("user_id", "item_id")
+    relevant = window.target.filter(pl.col("user_id").is_in(users)).select("user_id", "item_id")
     return pl.concat(
         [
             ranking_metrics(ranked, relevant).with_columns(pl.lit(name).alias("system"))

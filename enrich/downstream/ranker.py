@@ -2,7 +2,9 @@
 history before the period, and enriched features — joins in polars, vector maths in numpy.
 
 Features, by kind:
-- base: ALS score and rank, item popularity and mean rating, user activity and mean rating;
+- base: ALS score, its z-score within the user's candidates (``als_z``: the re-ranker's starting
+  point) and rank; item popularity (all history and its newest tenth), mean rating; user
+  activity and mean rating;
 - ``similarities``: cosine between a user vector and an item vector per name, e.g. the mean
   embedding of the user's history vs. the item's text or LLM-profile embedding, or the user's
   LLM profile vs. the item's profile;
@@ -48,9 +50,12 @@ def ranker_features(
     hist = history.select(
         pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8), "rating"
     )
+    recent = _newest_tenth(history)
     items = hist.group_by("item_id").agg(
         pl.len().alias("item_pop"), pl.col("rating").mean().alias("item_mean_rating")
     )
+    if recent is not None:
+        items = items.join(recent, on="item_id", how="left")
     users = hist.group_by("user_id").agg(
         pl.len().alias("user_n"), pl.col("rating").mean().alias("user_mean_rating")
     )
@@ -60,7 +65,14 @@ def ranker_features(
         )
         .join(items, on="item_id", how="left")
         .join(users, on="user_id", how="left")
-        .with_columns(pl.col("item_pop").fill_null(0), pl.col("user_n").fill_null(0))
+        .with_columns(
+            pl.col("^item_pop.*$").fill_null(0),
+            pl.col("user_n").fill_null(0),
+            (
+                (pl.col("als_score") - pl.col("als_score").mean().over("user_id"))
+                / (pl.col("als_score").std().over("user_id").fill_null(1.0) + 1e-9)
+            ).alias("als_z"),
+        )
         .sort("user_id", "als_rank")
     )
     for name, (user_vectors, item_vectors) in (similarities or {}).items():
@@ -74,8 +86,22 @@ def ranker_features(
         coded = _codes(categoricals)
         cats = [c for c in coded.columns if c != "item_id"]
         frame = frame.join(coded, on="item_id", how="left")
+    frame = frame.sort("user_id", "als_rank")  # joins may reorder; groups must be contiguous
     groups = frame.group_by("user_id", maintain_order=True).len()["len"].to_list()
     return frame, groups, cats
+
+
+def _newest_tenth(history: pl.DataFrame) -> pl.DataFrame | None:
+    """``item_id, item_pop_recent``: interactions in the newest tenth of ``history``."""
+    if "timestamp" not in history.columns or not history.height:
+        return None
+    since = history["timestamp"].quantile(0.9, "lower")
+    return (
+        history.filter(pl.col("timestamp") >= since)
+        .group_by(pl.col("item_id").cast(pl.Utf8))
+        .len()
+        .rename({"len": "item_pop_recent"})
+    )
 
 
 def feature_columns(frame: pl.DataFrame) -> list[str]:
@@ -88,7 +114,12 @@ def labels(frame: pl.DataFrame, period: pl.DataFrame) -> np.ndarray:
     hits = period.select(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
     return (
         frame.select(*KEYS)
-        .join(hits.unique().with_columns(pl.lit(1).alias("y")), on=list(KEYS), how="left")["y"]
+        .join(
+            hits.unique().with_columns(pl.lit(1).alias("y")),
+            on=list(KEYS),
+            how="left",
+            maintain_order="left",
+        )["y"]
         .fill_null(0)
         .to_numpy()
     )

@@ -1,4 +1,6 @@
-"""A global temporal split with held-out cold items, and the guard that keeps later data out.
+"""A single global temporal split with held-out cold items, and the guard that keeps later data
+out. (The evaluation's protocols — several windows, rolling cut-offs, leave-last — are in
+:mod:`enrich.downstream.protocols`; this split is the simplest case, for quick experiments.)
 
 Interactions are cut by time into train / validation / test (the same instants for every user,
 as a nightly job sees them). A share of items is held out of train and validation entirely, so
@@ -19,6 +21,7 @@ from datetime import datetime
 import polars as pl
 
 from enrich.errors import EnrichError, InputError
+from enrich.timestamps import datetime_column
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,15 @@ def temporal_split(
         raise InputError(f"ratings lack column(s) {missing}; have {ratings.columns}")
     if not 0 < validation < 1 or not 0 < test < 1 or validation + test >= 1:
         raise InputError(f"validation ({validation}) and test ({test}) must be shares below 1")
-    frame = ratings.with_columns(
-        pl.col(user_col).cast(pl.Utf8).alias("user_id"),
-        pl.col(item_col).cast(pl.Utf8).alias("item_id"),
-        pl.col(time_col).alias("timestamp"),
-    ).sort("timestamp", "user_id", "item_id")
+    frame = (
+        datetime_column(ratings, time_col)  # epoch seconds become datetimes, as everywhere
+        .with_columns(
+            pl.col(user_col).cast(pl.Utf8).alias("user_id"),
+            pl.col(item_col).cast(pl.Utf8).alias("item_id"),
+            pl.col(time_col).alias("timestamp"),
+        )
+        .sort("timestamp", "user_id", "item_id")
+    )
     times = frame["timestamp"]
     validation_start = times.quantile(1 - validation - test, "lower")
     test_start = times.quantile(1 - test, "lower")

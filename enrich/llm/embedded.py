@@ -238,6 +238,15 @@ class ChatEmbedded(BaseChatModel):
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
+    def get_num_tokens_from_messages(  # type: ignore[override]
+        self, messages: list[BaseMessage], tools: Any = None
+    ) -> int:
+        """Prompt tokens of ``messages`` exactly as this model is sent them (its own
+        tokenizer and chat template)."""
+        chat = [{"role": _ROLES.get(m.type, "user"), "content": m.text} for m in messages]
+        llama = self._llama()
+        return len(_tokens(llama, chat))  # the vocabulary only: no decoding thread needed
+
     def _decoder(self) -> BatchDecoder:
         path = self.model_path or str(default_model_path())
         return _made_on_worker(

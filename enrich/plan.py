@@ -1,0 +1,219 @@
+"""The bill before the run: what an enrichment would skip, take from the cache and generate, and
+the tokens and time that costs — computed the way the run itself decides, without an LLM call.
+
+- rows already stored with the same input hash, model and prompt version: skipped;
+- rows with nothing to describe: recorded as input errors, no call;
+- the rest: one request per distinct prompt (identical prompts are sent once), of which those in
+  ``llm_cache`` cost nothing;
+- prompt tokens of the requests to generate: counted with the model's own tokenizer where it is
+  available offline (the embedded model's llama.cpp tokenizer), otherwise estimated (~4
+  characters a token) and marked as an estimate;
+- completion tokens and LLM seconds per request: from the ``runs`` ledger of this model and
+  prompt version (``sql/queries/plan_rates.sql``), else of this model with any prompt, else
+  unknown (tokens: the schema's upper bound).
+
+Example:
+    >>> p = plan_items(catalogue, store="features.duckdb")          # doctest: +SKIP
+    >>> p.to_generate, p.prompt_tokens, p.seconds                   # doctest: +SKIP
+    (1682, 237814, 2187.3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+from pydantic import BaseModel
+
+from enrich.config import EnrichSettings
+from enrich.engine import LLMEngine
+from enrich.history import DEFAULT_HISTORY, Columns, HistoryOptions
+from enrich.inputs import HASH, KEY
+from enrich.job import JobInput
+from enrich.llm import ChatEmbedded, resolve_llm
+from enrich.profiles import LLMLike, StoreLike, item_job
+from enrich.prompts import PromptTemplate, estimate_tokens
+from enrich.schemas import ItemProfile, UserProfile
+from enrich.sqlfiles import read_sql
+from enrich.store import Store
+from enrich.user_profiles import user_job
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What one enrichment would do (see the module docstring)."""
+
+    kind: str
+    model: str
+    prompt_version: str
+    rows: int
+    stored: int
+    no_text: int
+    cached: int
+    """Rows whose answer is in ``llm_cache``."""
+    to_generate: int
+    """Distinct requests the LLM would be sent (before retries)."""
+    prompt_tokens: int
+    tokens_exact: bool
+    """True: ``prompt_tokens`` counted by the model's tokenizer; False: an estimate."""
+    completion_tokens: float
+    seconds: float | None
+    """LLM time at the ledger's measured rate (None: no run of this model on record)."""
+    rate_source: str
+    """Where the per-request rates come from."""
+
+    def line(self) -> str:
+        """One line for a plan table."""
+        secs = "unknown" if self.seconds is None else f"{self.seconds / 60:.1f} min"
+        approx = "" if self.tokens_exact else "~"
+        return (
+            f"{self.kind:<24} {self.rows:>7} {self.stored:>7} {self.cached:>7} "
+            f"{self.to_generate:>8} {approx}{self.prompt_tokens:>10} "
+            f"{self.completion_tokens:>9.0f} {secs:>10}  ({self.rate_source})"
+        )
+
+
+HEADER = (
+    f"{'job':<24} {'rows':>7} {'stored':>7} {'cached':>7} {'generate':>8} "
+    f"{'prompt tok':>10} {'out tok':>9} {'LLM time':>10}"
+)
+
+
+def plan_job(
+    kind: str,
+    label: str,
+    job: JobInput,
+    schema: type[BaseModel],
+    prompt: PromptTemplate,
+    llm: Any,
+    store: Store,
+    settings: EnrichSettings | None = None,
+) -> JobPlan:
+    """The plan of ``job`` (a :class:`JobInput` as the profile functions build it)."""
+    engine = LLMEngine(llm, schema, prompt.version_id(schema), store, settings)
+    done = store.already_profiled(
+        kind, job.frame.select(KEY, HASH), engine.model, engine.prompt_version
+    )
+    stored = set(done[KEY].to_list())
+    todo = [
+        m for k, m in zip(job.frame[KEY].to_list(), job.messages, strict=True) if k not in stored
+    ]
+    requests: dict[str, list[BaseMessage]] = {}
+    for messages in todo:
+        if messages is not None:
+            requests.setdefault(engine.cache_key(messages), messages)
+    cached = set(store.cache_get(list(requests)))
+    fresh = [m for k, m in requests.items() if k not in cached]
+    tokens, exact = prompt_tokens(llm, fresh)
+    per_request, seconds_each, source = _rates(store, engine.model, engine.prompt_version)
+    if per_request is None:
+        per_request = float(getattr(llm, "max_tokens", None) or _schema_bound(schema))
+        source += "; output tokens: upper bound"
+    return JobPlan(
+        kind=label,
+        model=engine.model,
+        prompt_version=engine.prompt_version,
+        rows=job.frame.height,
+        stored=len(stored),
+        no_text=sum(m is None for m in todo),
+        cached=sum(1 for m in todo if m is not None and engine.cache_key(m) in cached),
+        to_generate=len(fresh),
+        prompt_tokens=tokens,
+        tokens_exact=exact,
+        completion_tokens=per_request * len(fresh),
+        seconds=None if seconds_each is None else seconds_each * len(fresh),
+        rate_source=source,
+    )
+
+
+def plan_items(
+    data: Any,
+    *,
+    id_col: str = "item_id",
+    text_cols: Sequence[str] | None = None,
+    template: str | None = None,
+    llm: LLMLike = None,
+    schema: type[BaseModel] = ItemProfile,
+    prompt: PromptTemplate | None = None,
+    store: StoreLike = None,
+    settings: EnrichSettings | None = None,
+    label: str = "items",
+) -> JobPlan:
+    """What :func:`enrich.profile_items` with the same arguments would do, without doing it."""
+    job, prompt = item_job(data, id_col, text_cols, template, schema, prompt)
+    with Store.borrow(store) as opened:
+        return plan_job("items", label, job, schema, prompt, resolve_llm(llm), opened, settings)
+
+
+def plan_users(
+    interactions: Any,
+    items: Any | None = None,
+    *,
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    time_col: str = "timestamp",
+    rating_col: str | None = "rating",
+    as_of: Any = None,
+    item_text_cols: tuple[str, ...] = ("title",),
+    users: Any | None = None,
+    user_attr_cols: tuple[str, ...] = (),
+    history: HistoryOptions = DEFAULT_HISTORY,
+    llm: LLMLike = None,
+    schema: type[BaseModel] = UserProfile,
+    prompt: PromptTemplate | None = None,
+    store: StoreLike = None,
+    settings: EnrichSettings | None = None,
+    label: str = "users",
+) -> JobPlan:
+    """What :func:`enrich.profile_users` with the same arguments would do, without doing it."""
+    job, prompt = user_job(
+        interactions,
+        items,
+        cols=Columns(user_col, item_col, time_col, rating_col),
+        as_of=as_of,
+        item_text_cols=item_text_cols,
+        use_item_profiles=False,
+        users=users,
+        user_attr_cols=user_attr_cols,
+        history=history,
+        schema=schema,
+        prompt=prompt,
+        store=store,
+    )
+    with Store.borrow(store) as opened:
+        return plan_job("users", label, job, schema, prompt, resolve_llm(llm), opened, settings)
+
+
+def prompt_tokens(llm: Any, requests: list[list[BaseMessage]]) -> tuple[int, bool]:
+    """``(tokens, exact)`` of the requests' prompts: the embedded model's tokenizer counts them
+    exactly; other models are estimated (no tokenizer is downloaded)."""
+    if isinstance(llm, ChatEmbedded):
+        return sum(llm.get_num_tokens_from_messages(m) for m in requests), True
+    return sum(estimate_tokens("\n".join(m.text for m in msgs)) for msgs in requests), False
+
+
+def _rates(store: Store, model: str, prompt_version: str) -> tuple[float | None, float | None, str]:
+    """``(completion tokens, LLM seconds)`` per request from the ledger, and their source."""
+    rows = store.con.execute(
+        read_sql("queries/plan_rates.sql"), {"model": model, "prompt_version": prompt_version}
+    ).fetchall()
+    by_scope = {scope: (out, secs, n) for scope, out, secs, n in rows}
+    for scope, source in (("prompt", "ledger: this prompt"), ("model", "ledger: this model")):
+        out, secs, n = by_scope.get(scope, (None, None, 0))
+        if n:
+            return out / n, secs / n, source
+    return None, None, "no run of this model on record"
+
+
+def _schema_bound(schema: type[BaseModel]) -> int:
+    """An upper bound of an answer's tokens: every string at its longest, ~4 characters a token,
+    plus the JSON around them."""
+    total = 0
+    for prop in schema.model_json_schema().get("properties", {}).values():
+        if prop.get("type") == "array":
+            total += prop.get("maxItems", 4) * prop.get("items", {}).get("maxLength", 24)
+        else:
+            total += prop.get("maxLength", 64)
+    return total // 4 + 10 * len(schema.model_fields)
