@@ -353,3 +353,37 @@ def test_cli_dry_run_on_your_own_files(ml100k, tmp_path) -> None:
 
     with Store.borrow(str(store)) as db:  # nothing paid, nothing recorded
         assert db.con.execute("SELECT count(*) FROM runs").fetchall() == [(0,)]
+
+
+def test_times_read_the_same_whatever_their_form() -> None:
+    from datetime import date, timedelta, timezone
+
+    from enrich.timestamps import datetime_column, to_datetime
+
+    noon = datetime(2024, 1, 31, 12, 0, 0)
+    berlin = timezone(timedelta(hours=1))
+    same = [
+        1706702400,
+        1706702400.0,
+        "2024-01-31T12:00:00",
+        noon,
+        noon.replace(tzinfo=UTC),
+        datetime(2024, 1, 31, 13, 0, 0, tzinfo=berlin),
+    ]
+    assert {to_datetime(v) for v in same} == {noon}
+    assert to_datetime(date(2024, 1, 31)) == datetime(2024, 1, 31)
+    for bad in (True, "not a date", object()):
+        with pytest.raises(InputError, match="time"):
+            to_datetime(bad)
+    frames = [
+        pl.DataFrame({"t": [1706702400]}),
+        pl.DataFrame({"t": [1706702400.0]}),
+        pl.DataFrame({"t": ["2024-01-31T12:00:00"]}),
+        pl.DataFrame({"t": [noon]}).with_columns(pl.col("t").dt.replace_time_zone("UTC")),
+        pl.DataFrame({"t": [noon]}).with_columns(
+            pl.col("t").dt.replace_time_zone("UTC").dt.convert_time_zone("Europe/Berlin")
+        ),
+    ]
+    for frame in frames:
+        out = datetime_column(frame, "t")
+        assert out["t"].dtype == pl.Datetime("us") and out["t"].to_list() == [noon]

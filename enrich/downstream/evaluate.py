@@ -154,11 +154,14 @@ def prepare(
     )
     items = data.items_before(protocol.context_start)
     enriched = Enriched(raw=raw_vectors(items, data.text_cols, store, embedder))
-    pool = Candidates(enriched, k=config.candidates, factors=config.factors)
+    pool = Candidates(
+        enriched, k=config.candidates, factors=config.factors, simulate_cold=config.cold_items
+    )
     for fold in protocol.folds:
-        for window in (fold.test, *fold.train):
-            for seed in config.seeds:
-                pool.get(window, seed)
+        for seed in config.seeds:
+            pool.get(fold.test, seed)
+            for window in fold.train:
+                pool.get(window, seed, train=True)
     jobs = llm_jobs(config, data, protocol, items, pool)
     counts = data.counts | _protocol_counts(protocol, pool)
     return Prepared(data, protocol, items, pool, jobs, counts)
@@ -539,9 +542,9 @@ def _protocol_counts(protocol: Protocol, pool: Candidates) -> dict[str, int]:
         "test_users_ranked": len(
             {
                 u
-                for (name, _), p in pool.periods.items()
+                for (name, _, train), p in pool.periods.items()
                 for u in p.candidates["user_id"].to_list()
-                if name in {f.test.name for f in folds}
+                if not train and name in {f.test.name for f in folds}
             }
         ),
         "test_users_without_history": len({u for f in folds for u in new_users(f.test)}),

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
@@ -118,18 +118,35 @@ class Period:
 
 @dataclass
 class Candidates:
-    """ALS fits and candidates per (window, seed), made once and shared by folds and rungs."""
+    """ALS fits and candidates per (window, seed, use), made once, shared by folds and rungs.
+
+    A window the ranker *learns* from (``train=True``) also hides ``simulate_cold`` of the items
+    its target touches from its history: they are placed by the text map like real cold items,
+    so the ranker sees cold items that were chosen, as many as the evaluated window will hold
+    (without it, the few held-out items chosen in training windows teach it to bury them).
+    """
 
     enriched: Enriched
     k: int = 100
     factors: int = 64
-    periods: dict[tuple[str, int], Period] = field(default_factory=dict)
+    simulate_cold: float = 0.1
+    periods: dict[tuple[str, int, bool], Period] = field(default_factory=dict)
 
-    def get(self, window: Window, seed: int) -> Period:
-        key = (window.name, seed)
+    def get(self, window: Window, seed: int, train: bool = False) -> Period:
+        key = (window.name, seed, train)
         if key not in self.periods:
+            if train and self.simulate_cold:
+                window = simulated_cold(window, self.simulate_cold, seed)
             self.periods[key] = candidates(window, self.enriched, seed, self.k, self.factors)
         return self.periods[key]
+
+
+def simulated_cold(window: Window, share: float, seed: int) -> Window:
+    """``window`` with ``share`` of the items its target touches (drawn with ``seed``) removed
+    from its history: cold in this window only."""
+    touched = window.target["item_id"].unique().sort()
+    hidden = touched.sample(fraction=share, seed=seed).to_list()
+    return replace(window, history=window.history.filter(~pl.col("item_id").is_in(hidden)))
 
 
 def candidates(window: Window, enriched: Enriched, seed: int, k: int, factors: int) -> Period:
@@ -177,7 +194,7 @@ def rank(
         return with_rank(test.candidates.select("user_id", "item_id", "score"))
     frames = []
     for window in fold.train:
-        frame = rung_features(rung, pool.get(window, seed), pool.enriched, seed)
+        frame = rung_features(rung, pool.get(window, seed, train=True), pool.enriched, seed)
         frames.append(
             frame.with_columns(
                 pl.Series("y", labels(frame, window.target)),

@@ -1,5 +1,7 @@
 """The evaluation report: a Markdown table per metric (rung x segment, with the paired
-difference to rung 2 and its 95% interval), the cold-item table, the cost line, and a PNG chart.
+difference to rung 2 and its user-level 95% interval), each rung against rung 0, the power per
+segment (distinct users, minimum detectable effect), the cold-item and new-user tables, costs,
+the LLM plan, what was done to the data, and a PNG chart.
 
 Example:
     >>> md, png = write_report(result, config, Path("eval-report"))    # doctest: +SKIP
