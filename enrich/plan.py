@@ -20,8 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from langchain_core.messages import BaseMessage
@@ -29,16 +28,12 @@ from pydantic import BaseModel
 
 from enrich.config import EnrichSettings
 from enrich.engine import LLMEngine
-from enrich.history import DEFAULT_HISTORY, Columns, HistoryOptions
 from enrich.inputs import HASH, KEY
 from enrich.job import JobInput
-from enrich.llm import ChatEmbedded, resolve_llm
-from enrich.profiles import LLMLike, StoreLike, item_job
+from enrich.llm import ChatEmbedded
 from enrich.prompts import PromptTemplate, estimate_tokens
-from enrich.schemas import ItemProfile, UserProfile
 from enrich.sqlfiles import read_sql
 from enrich.store import Store
-from enrich.user_profiles import user_job
 
 
 @dataclass(frozen=True)
@@ -128,62 +123,23 @@ def plan_job(
     )
 
 
-def plan_items(
-    data: Any,
-    *,
-    id_col: str = "item_id",
-    text_cols: Sequence[str] | None = None,
-    template: str | None = None,
-    llm: LLMLike = None,
-    schema: type[BaseModel] = ItemProfile,
-    prompt: PromptTemplate | None = None,
-    store: StoreLike = None,
-    settings: EnrichSettings | None = None,
-    label: str = "items",
-) -> JobPlan:
-    """What :func:`enrich.profile_items` with the same arguments would do, without doing it."""
-    job, prompt = item_job(data, id_col, text_cols, template, schema, prompt)
-    with Store.borrow(store) as opened:
-        return plan_job("items", label, job, schema, prompt, resolve_llm(llm), opened, settings)
+def plan_items(data: Any, *, label: str = "items", **options: Any) -> JobPlan:
+    """What :func:`enrich.profile_items` with the same arguments would do, without doing it
+    (``profile_items(..., dry_run=True)``); ``label`` names the job in a plan table."""
+    from enrich.profiles import profile_items
+
+    return replace(profile_items(data, dry_run=True, **options), kind=label)  # type: ignore[arg-type]
 
 
 def plan_users(
-    interactions: Any,
-    items: Any | None = None,
-    *,
-    user_col: str = "user_id",
-    item_col: str = "item_id",
-    time_col: str = "timestamp",
-    rating_col: str | None = "rating",
-    as_of: Any = None,
-    item_text_cols: tuple[str, ...] = ("title",),
-    users: Any | None = None,
-    user_attr_cols: tuple[str, ...] = (),
-    history: HistoryOptions = DEFAULT_HISTORY,
-    llm: LLMLike = None,
-    schema: type[BaseModel] = UserProfile,
-    prompt: PromptTemplate | None = None,
-    store: StoreLike = None,
-    settings: EnrichSettings | None = None,
-    label: str = "users",
+    interactions: Any, items: Any | None = None, *, label: str = "users", **options: Any
 ) -> JobPlan:
-    """What :func:`enrich.profile_users` with the same arguments would do, without doing it."""
-    job, prompt = user_job(
-        interactions,
-        items,
-        cols=Columns(user_col, item_col, time_col, rating_col),
-        as_of=as_of,
-        item_text_cols=item_text_cols,
-        use_item_profiles=False,
-        users=users,
-        user_attr_cols=user_attr_cols,
-        history=history,
-        schema=schema,
-        prompt=prompt,
-        store=store,
-    )
-    with Store.borrow(store) as opened:
-        return plan_job("users", label, job, schema, prompt, resolve_llm(llm), opened, settings)
+    """What :func:`enrich.profile_users` with the same arguments would do, without doing it
+    (``profile_users(..., dry_run=True)``)."""
+    from enrich.user_profiles import profile_users
+
+    plan = profile_users(interactions, items, dry_run=True, **options)
+    return replace(plan, kind=label)  # type: ignore[arg-type]
 
 
 def prompt_tokens(llm: Any, requests: list[list[BaseMessage]]) -> tuple[int, bool]:

@@ -26,6 +26,7 @@ from enrich.engine import LLMEngine
 from enrich.inputs import KEY, prepare, to_polars
 from enrich.job import JobInput, Progress, run_job
 from enrich.llm import model_id, resolve_llm
+from enrich.plan import JobPlan, plan_job
 from enrich.prompts import PromptTemplate
 from enrich.report import RunReport
 from enrich.schemas import ItemProfile
@@ -57,7 +58,8 @@ def profile_items(
     settings: EnrichSettings | None = None,
     progress: Progress | None = None,
     with_report: bool = False,
-) -> pl.DataFrame | tuple[pl.DataFrame, RunReport]:
+    dry_run: bool = False,
+) -> pl.DataFrame | tuple[pl.DataFrame, RunReport] | JobPlan:
     """Profile each item with an LLM, embed the profile, and upsert it into ``store``.
 
     Args:
@@ -74,6 +76,8 @@ def profile_items(
         settings: concurrency, chunking, retries, rate limits, budget (:class:`EnrichSettings`).
         progress: called with the number of rows finished after each chunk.
         with_report: also return the :class:`RunReport` (the ``runs`` table row).
+        dry_run: do nothing; return the :class:`enrich.plan.JobPlan` (rows stored, cached and
+            to generate, tokens, time) — :func:`enrich.plan.plan_items` does the same.
 
     Returns:
         One row per input item, in input order: the id, ``status`` (enriched, skipped or
@@ -82,6 +86,8 @@ def profile_items(
         ``error`` (why a failed row failed; also in the ``enrich_errors`` table).
     """
     job, prompt = item_job(data, id_col, text_cols, template, schema, prompt)
+    if dry_run:
+        return plan_profile_job("items", job, schema, prompt, llm, store, settings)
     out, report = run_profile_job(
         "items", job, schema, prompt, llm, embedder, store, settings, progress
     )
@@ -110,6 +116,22 @@ def item_job(
         empty_reason=f"no text in columns {rows.text_cols}: fill one of them or drop the row",
     )
     return job, prompt
+
+
+def plan_profile_job(
+    kind: str,
+    job: JobInput,
+    schema: type[BaseModel],
+    prompt: PromptTemplate,
+    llm: LLMLike,
+    store: StoreLike,
+    settings: EnrichSettings | None,
+) -> JobPlan:
+    """What :func:`run_profile_job` would do with the same job (shared by items and users)."""
+    settings = settings or EnrichSettings()
+    with Store.borrow(store) as opened:
+        chat = resolve_llm(llm, timeout=settings.timeout_s)
+        return plan_job(kind, kind, job, schema, prompt, chat, opened, settings)
 
 
 def run_profile_job(

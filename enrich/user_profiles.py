@@ -21,7 +21,8 @@ from enrich.history import DEFAULT_HISTORY, Columns, HistoryOptions, verbalize
 from enrich.inputs import KEY, row_hash, to_polars
 from enrich.job import JobInput, Progress
 from enrich.llm import model_id, resolve_llm
-from enrich.profiles import LLMLike, StoreLike, run_profile_job
+from enrich.plan import JobPlan
+from enrich.profiles import LLMLike, StoreLike, plan_profile_job, run_profile_job
 from enrich.prompts import PromptTemplate
 from enrich.report import RunReport
 from enrich.schemas import UserProfile
@@ -69,7 +70,8 @@ def profile_users(
     settings: EnrichSettings | None = None,
     progress: Progress | None = None,
     with_report: bool = False,
-) -> pl.DataFrame | tuple[pl.DataFrame, RunReport]:
+    dry_run: bool = False,
+) -> pl.DataFrame | tuple[pl.DataFrame, RunReport] | JobPlan:
     """Profile each user from their interactions strictly before ``as_of``; embed and store.
 
     Args:
@@ -80,7 +82,7 @@ def profile_users(
         use_item_profiles: also show each item's profile keywords from ``store``.
         users, user_attr_cols: optional user attributes (age, occupation...) for the prompt.
         history: how many recent / liked / disliked items to show; part of the prompt version.
-        llm, embedder, schema, prompt, store, settings, progress, with_report: as for
+        llm, embedder, schema, prompt, store, settings, progress, with_report, dry_run: as for
             :func:`enrich.profile_items`.
 
     Returns:
@@ -104,6 +106,8 @@ def profile_users(
         prompt=prompt,
         store=store,
     )
+    if dry_run:
+        return plan_profile_job("users", job, schema, prompt, llm, store, settings)
     out, report = run_profile_job(
         "users", job, schema, prompt, llm, embedder, store, settings, progress
     )

@@ -175,6 +175,7 @@ def test_ladder_without_llm_runs_end_to_end_and_is_stored(tmp_path, embedder) ->
     assert rows == [(False, s.height, 1), (True, side, 1)]
     assert result.report_path.read_text().count("| 2 + raw text embeddings") == 2
     assert result.plan == [] and "LLM plan" not in result.report_path.read_text()
+    assert "**Verdict:** the re-ranker (rung 1)" in result.report_path.read_text()
     assert result.chart_path.stat().st_size > 10_000
     assert result.costs.filter(pl.col("rung") == "2")["llm_calls_per_1k"].to_list() == [0.0]
     new = result.new_users  # served without history, no LLM rung asked for: no LLM system

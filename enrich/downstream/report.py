@@ -95,6 +95,7 @@ def markdown(result: Any, config: Any) -> str:
                 else "-"
             )
         lines.append(f"| {rung} {RUNG_NAMES.get(rung, '')} | " + " | ".join(cells) + " |")
+    lines += ["", _verdict(s)]
     lines += ["", "## Power: how large a difference this data can see", ""]
     lines += [
         "Minimum detectable effect (MDE) of an NDCG@10 difference against rung 2 at 80% power "
@@ -154,6 +155,31 @@ def markdown(result: Any, config: Any) -> str:
         lines += ["", "## Data: what was read and what was done to it", ""]
         lines += [f"- {k.replace('_', ' ')}: {v:,}" for k, v in result.counts.items()]
     return "\n".join(lines) + "\n"
+
+
+def _verdict(s: pl.DataFrame) -> str:
+    """One sentence on rung 1 vs rung 0 (NDCG@10, all users): keep the re-ranker or not."""
+    row = s.filter(
+        (pl.col("rung") == "1") & (pl.col("segment") == "all") & (pl.col("metric") == "ndcg@10")
+    )
+    if not row.height or "0" not in set(s["rung"]):
+        return "(Rungs 0 and 1 were not both run: no verdict on the re-ranker.)"
+    r = row.row(0, named=True)
+    if r["delta_vs_0_low"] > 0:
+        return (
+            "**Verdict:** the re-ranker (rung 1) beats ALS alone on this data: its interval "
+            "lies above zero. Keep it, and judge the enriched rungs against rung 2."
+        )
+    if r["delta_vs_0_high"] < 0:
+        return (
+            "**Verdict:** on this data the re-ranker (rung 1) *loses* to ALS alone (its interval "
+            "lies below zero). Serve ALS's order (rung 0); use enriched features through ALS "
+            "(the cold-item map) or a blend of ALS's score with them, not through this ranker."
+        )
+    return (
+        "**Verdict:** the re-ranker (rung 1) is level with ALS alone (the interval contains "
+        "zero): it does not hurt, and it did not earn its place either."
+    )
 
 
 def _systems_table(frame: pl.DataFrame) -> list[str]:
