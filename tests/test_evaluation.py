@@ -387,3 +387,28 @@ def test_times_read_the_same_whatever_their_form() -> None:
     for frame in frames:
         out = datetime_column(frame, "t")
         assert out["t"].dtype == pl.Datetime("us") and out["t"].to_list() == [noon]
+
+
+def test_sources_named_in_one_string(tmp_path) -> None:
+    """The CLI's --interactions/--items/--users: a file glob, a DuckDB table, a PostgreSQL
+    table."""
+    import duckdb
+
+    from connectors import DuckDBSource, FileSource, PostgresSource, source
+    from connectors.errors import ConnectorError
+
+    db = tmp_path / "shop.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE SCHEMA sales")
+    con.execute("CREATE TABLE sales.events AS SELECT 'u1' AS account, 7 AS sku, 1706702400 AS ts")
+    con.close()
+    duck = source(f"duckdb:{db}#sales.events")
+    assert isinstance(duck, DuckDBSource) and (duck.schema, duck.table) == ("sales", "events")
+    data = eval_data(duck.read(), user_col="account", item_col="sku", time_col="ts")
+    assert data.interactions.row(0) == ("u1", "7", datetime(2024, 1, 31, 12), 1.0)
+    pg = source("postgresql://me@127.0.0.1:5432/shop#events")
+    assert isinstance(pg, PostgresSource) and pg.table == "events" and pg.schema is None
+    assert pg.dsn == "postgresql://me@127.0.0.1:5432/shop"
+    assert isinstance(source("events/*.parquet"), FileSource)
+    with pytest.raises(ConnectorError, match="#table"):
+        source(f"duckdb:{db}")
