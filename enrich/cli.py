@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--train-windows", type=int, default=3)
     ev.add_argument("--cuts", type=int, default=3, help="rolling: evaluated windows")
     ev.add_argument("--last-n", type=int, default=1, help="leave-last: interactions per user")
+    ev.add_argument(
+        "--simulate-cold",
+        type=float,
+        default=0.1,
+        help="share of chosen items hidden in the ranker's training windows (0: none)",
+    )
     ev.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ev.add_argument("--rungs", nargs="+", help="subset of 0 1 2 3 3b 4 5 (default: all)")
     ev.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
@@ -143,6 +149,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         train_windows=args.train_windows,
         cuts=args.cuts,
         last_n=args.last_n,
+        simulate_cold=args.simulate_cold,
         seeds=tuple(args.seeds),
         llm=args.llm,
         **({"rungs": tuple(args.rungs)} if args.rungs else {}),

@@ -96,6 +96,9 @@ class EvalConfig(BaseModel):
     seeds: tuple[int, ...] = (0, 1, 2)
     split_seed: int = Field(0, description="draw of the held-out cold items")
     cold_items: float = 0.1
+    simulate_cold: float = Field(
+        0.1, description="share of chosen items hidden in training windows (0: none)"
+    )
     candidates: int = 100
     factors: int = 64
     rungs: tuple[str, ...] = RUNGS
@@ -155,7 +158,7 @@ def prepare(
     items = data.items_before(protocol.context_start)
     enriched = Enriched(raw=raw_vectors(items, data.text_cols, store, embedder))
     pool = Candidates(
-        enriched, k=config.candidates, factors=config.factors, simulate_cold=config.cold_items
+        enriched, k=config.candidates, factors=config.factors, simulate_cold=config.simulate_cold
     )
     for fold in protocol.folds:
         for seed in config.seeds:
