@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from langchain_core.messages import BaseMessage
@@ -58,6 +58,24 @@ class JobPlan:
     """LLM time at the ledger's measured rate (None: no run of this model on record)."""
     rate_source: str
     """Where the per-request rates come from."""
+    request_tokens: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    """Prompt tokens of each request to generate, by cache key."""
+
+    def without(self, keys: set[str]) -> JobPlan:
+        """This plan less the requests in ``keys`` (already planned by another job)."""
+        left = {k: t for k, t in self.request_tokens.items() if k not in keys}
+        if len(left) == len(self.request_tokens):
+            return self
+        share = len(left) / len(self.request_tokens)
+        return replace(
+            self,
+            cached=self.cached + len(self.request_tokens) - len(left),
+            to_generate=len(left),
+            prompt_tokens=sum(left.values()),
+            completion_tokens=self.completion_tokens * share,
+            seconds=None if self.seconds is None else self.seconds * share,
+            request_tokens=left,
+        )
 
     def line(self) -> str:
         """One line for a plan table."""
@@ -100,8 +118,8 @@ def plan_job(
         if messages is not None:
             requests.setdefault(engine.cache_key(messages), messages)
     cached = set(store.cache_get(list(requests)))
-    fresh = [m for k, m in requests.items() if k not in cached]
-    tokens, exact = prompt_tokens(llm, fresh)
+    fresh = {k: m for k, m in requests.items() if k not in cached}
+    counts, exact = prompt_tokens(llm, list(fresh.values()))
     per_request, seconds_each, source = _rates(store, engine.model, engine.prompt_version)
     if per_request is None:
         per_request = float(getattr(llm, "max_tokens", None) or _schema_bound(schema))
@@ -115,11 +133,12 @@ def plan_job(
         no_text=sum(m is None for m in todo),
         cached=sum(1 for m in todo if m is not None and engine.cache_key(m) in cached),
         to_generate=len(fresh),
-        prompt_tokens=tokens,
+        prompt_tokens=sum(counts),
         tokens_exact=exact,
         completion_tokens=per_request * len(fresh),
         seconds=None if seconds_each is None else seconds_each * len(fresh),
         rate_source=source,
+        request_tokens=dict(zip(fresh, counts, strict=True)),
     )
 
 
@@ -142,12 +161,12 @@ def plan_users(
     return replace(plan, kind=label)  # type: ignore[arg-type]
 
 
-def prompt_tokens(llm: Any, requests: list[list[BaseMessage]]) -> tuple[int, bool]:
-    """``(tokens, exact)`` of the requests' prompts: the embedded model's tokenizer counts them
-    exactly; other models are estimated (no tokenizer is downloaded)."""
+def prompt_tokens(llm: Any, requests: list[list[BaseMessage]]) -> tuple[list[int], bool]:
+    """``(tokens of each request, exact)``: the embedded model's tokenizer counts them exactly;
+    other models are estimated (no tokenizer is downloaded)."""
     if isinstance(llm, ChatEmbedded):
-        return sum(llm.get_num_tokens_from_messages(m) for m in requests), True
-    return sum(estimate_tokens("\n".join(m.text for m in msgs)) for msgs in requests), False
+        return [llm.get_num_tokens_from_messages(m) for m in requests], True
+    return [estimate_tokens("\n".join(m.text for m in msgs)) for msgs in requests], False
 
 
 def _rates(store: Store, model: str, prompt_version: str) -> tuple[float | None, float | None, str]:

@@ -173,7 +173,8 @@ def test_ladder_without_llm_runs_end_to_end_and_is_stored(tmp_path, embedder) ->
         ).fetchall()
     side = result.cold.height + result.new_users.height  # type: ignore[union-attr]
     assert rows == [(False, s.height, 1), (True, side, 1)]
-    assert result.report_path.read_text().count("| 2 + raw text embeddings") == 2
+    # NDCG@10, Recall@20 and the table against rung 0
+    assert result.report_path.read_text().count("| 2 + raw text embeddings") == 3
     assert result.plan == [] and "LLM plan" not in result.report_path.read_text()
     assert "**Verdict:** the re-ranker (rung 1)" in result.report_path.read_text()
     assert result.chart_path.stat().st_size > 10_000
@@ -208,9 +209,9 @@ def test_new_users_are_served_from_their_attributes() -> None:
             "timestamp": [t(1), t(2), t(3), t(4), t(5), t(6), t(7), t(9), t(9)],
         }
     )
-    window = make_protocol(
-        ratings, "global", window=0.2, train_windows=1, cold_items=0.0
-    ).folds[0].test
+    window = (
+        make_protocol(ratings, "global", window=0.2, train_windows=1, cold_items=0.0).folds[0].test
+    )
     assert new_users(window) == ["c", "d"]  # new in the test window: c (F, 22), d (M, 61)
     attrs = pl.DataFrame(
         {

@@ -233,8 +233,14 @@ def llm_jobs(
 
 
 def plan(prepared: Prepared, llm: Any, store: Store) -> list[JobPlan]:
-    """What each LLM job would cost (see :mod:`enrich.plan`)."""
-    return [job.plan(llm, store, _settings()) for job in prepared.jobs]
+    """What each LLM job would cost (see :mod:`enrich.plan`). A request two jobs share (the
+    same user's unchanged history at two cut-offs) is counted once, in the first job: the
+    second finds its answer in the cache."""
+    plans, seen = [], set()
+    for job in prepared.jobs:
+        plans.append(job.plan(llm, store, _settings()).without(seen))
+        seen |= set(plans[-1].request_tokens)
+    return plans
 
 
 def plan_text(plans: list[JobPlan]) -> str:
@@ -377,8 +383,8 @@ def summarize(per_user: pl.DataFrame, n_resamples: int, seed: int = 0) -> pl.Dat
                     f"delta_{name}_low": d_low if found else np.nan,
                     f"delta_{name}_high": d_high if found else np.nan,
                 }
-                if name == "vs_2":
-                    row["mde"] = min_detectable_effect(se) if found else np.nan
+                if name == "vs_2":  # rung 2 against itself has no effect to detect
+                    row["mde"] = min_detectable_effect(se) if found and rung != BASELINE else np.nan
             rows.append(row)
     return pl.DataFrame(rows).rename(
         {"delta_vs_2_low": "delta_low", "delta_vs_2_high": "delta_high"}
