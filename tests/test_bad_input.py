@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 import enrich
 from enrich.errors import InputError, StoreError
-from tests.fakes import GOOD, ScriptedChat
+from tests.fakes import ScriptedChat
 
 
 def run(items, **kw):
@@ -146,9 +146,13 @@ def test_injected_text_does_not_change_the_output_schema(chat, embedder) -> None
     items = pl.DataFrame({"item_id": range(len(attacks)), "title": attacks})
     out, report = enrich.profile_items(items, llm=chat, embedder=embedder, with_report=True)
     assert report.rows_enriched == len(attacks) and report.balanced()
+    fields = set(enrich.ItemProfile.model_fields)
+    assert "hacked" not in out.columns and fields <= set(out.columns)
     for row in out.iter_rows(named=True):
-        enrich.ItemProfile.model_validate({k: row[k] for k in enrich.ItemProfile.model_fields})
-    assert GOOD  # the scripted answer is unused here: the real model answered
+        enrich.ItemProfile.model_validate({k: row[k] for k in fields})
+        # the payloads did not become the answer: no bare YES, no XML instead of the profile
+        assert row["summary"].strip().upper() != "YES"
+        assert "<profile>" not in row["profile_text"]
 
 
 test_injected_text_does_not_change_the_output_schema = pytest.mark.slow(
