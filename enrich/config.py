@@ -11,6 +11,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from enrich.junk import JunkRules
+
 
 class EnrichSettings(BaseSettings):
     """How a run calls the LLM: concurrency, chunking, retries, rate limits and budget."""
@@ -40,5 +42,8 @@ class EnrichSettings(BaseSettings):
     """Price of one million input tokens (0 for local models), for the ``cost`` column."""
     price_out_per_mtok: float = Field(0.0, ge=0)
     """Price of one million output tokens."""
+    junk: JunkRules = JunkRules()
+    """Rules that reject schema-valid answers saying nothing about the entity (re-asked like a
+    validation error, ``fix_attempts`` times); ``JunkRules(enabled=False)`` turns them off."""
     structured_method: str | None = None
     """Force LangChain's structured-output method (json_schema, function_calling, json_mode)."""

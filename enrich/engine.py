@@ -188,7 +188,7 @@ class LLMEngine:
         """
         answers: dict[str, Answer] = {}
         for key, (output, tin, tout) in self.store.cache_get(list(requests)).items():
-            if self._valid(output) is not None:
+            if self._check(output, requests[key])[0] is not None:
                 answers[key] = Answer(output=output, tokens_in=tin, tokens_out=tout, cached=True)
         todo = {k: m for k, m in requests.items() if k not in answers}
         started = time.perf_counter()
@@ -230,21 +230,22 @@ class LLMEngine:
             )
             retry: dict[str, list[BaseMessage]] = {}
             for key, result in zip(keys, results, strict=True):
-                answer = self._answer(result)
+                answer = self._answer(result, todo[key])
                 answers[key] = answer
                 if answer.stage == "validation" and attempt < self.settings.fix_attempts:
                     retry[key] = [
                         *pending[key],
                         AIMessage(answer.raw or ""),
                         HumanMessage(
-                            "That answer does not fit the required JSON schema: "
-                            f"{answer.error}. Reply again with one JSON object that fits it."
+                            f"That answer does not fit what was asked: {answer.error}. Reply "
+                            "again with one JSON object that fits the required JSON schema and "
+                            "describes the data itself."
                         ),
                     ]
             pending = retry
         return answers
 
-    def _answer(self, result: Any) -> Answer:
+    def _answer(self, result: Any, request: list[BaseMessage]) -> Answer:
         if isinstance(result, BaseException):
             return Answer(error=redact(f"{type(result).__name__}: {result}")[:2000], stage="llm")
         raw_msg = result.get("raw")
@@ -254,10 +255,10 @@ class LLMEngine:
         parsed = result.get("parsed")
         if isinstance(parsed, BaseModel):
             parsed = parsed.model_dump(mode="json")
-        output = self._valid(parsed) if isinstance(parsed, dict) else None
+        output, problem = self._check(parsed, request)
         finish = (getattr(raw_msg, "response_metadata", None) or {}).get("finish_reason")
         if output is None or finish == "length":  # a cut answer is never stored, even if it parses
-            error = str(result.get("parsing_error") or self._validation_error(parsed))
+            error = str(result.get("parsing_error") or problem)
             if finish == "length":
                 error = "the answer hit max_tokens" + (f": {error}" if output is None else "")
             return Answer(
@@ -269,20 +270,19 @@ class LLMEngine:
             )
         return Answer(output=output, raw=raw, tokens_in=tin, tokens_out=tout)
 
-    def _valid(self, output: Any) -> dict[str, Any] | None:
+    def _check(self, output: Any, request: list[BaseMessage]) -> tuple[dict[str, Any] | None, str]:
+        """``(output, "")`` if it validates and is not junk, else ``(None, why)``."""
+        if not isinstance(output, dict):
+            return None, "the model returned no parsable answer"
         try:
-            return self.schema.model_validate(output).model_dump(mode="json")
-        except ValidationError:
-            return None
-
-    def _validation_error(self, parsed: Any) -> str:
-        if parsed is None:
-            return "the model returned no parsable answer"
-        try:
-            self.schema.model_validate(parsed)
+            valid = self.schema.model_validate(output).model_dump(mode="json")
         except ValidationError as exc:
-            return str(exc).replace("\n", " ")
-        return "invalid answer"
+            return None, "it does not fit the required JSON schema: " + str(exc).replace("\n", " ")
+        source = "\n".join(m.text for m in request if m.type == "human")
+        junk = self.settings.junk.problems(valid, self.schema, source)
+        if junk:
+            return None, "junk: " + "; ".join(junk)
+        return valid, ""
 
     def _request(self, messages: list[BaseMessage], config: RunnableConfig) -> Any:
         """One structured request, retried on transient errors with backoff and Retry-After.

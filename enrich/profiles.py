@@ -27,7 +27,7 @@ from enrich.inputs import KEY, prepare, to_polars
 from enrich.job import JobInput, Progress, run_job
 from enrich.llm import model_id, resolve_llm
 from enrich.plan import JobPlan, plan_job
-from enrich.prompts import PromptTemplate
+from enrich.prompts import PromptTemplate, clean_text
 from enrich.report import RunReport
 from enrich.schemas import ItemProfile
 from enrich.store import Store
@@ -107,13 +107,16 @@ def item_job(
     rows = prepare(data, id_col, text_cols, prompt.template_fields())
     values = rows.frame.select(rows.text_cols).to_dicts()
     messages = [
-        prompt.render(v, schema) if any(x and x.strip() for x in v.values()) else None
+        prompt.render(v, schema) if any(x and clean_text(x) for x in v.values()) else None
         for v in values
     ]
     job = JobInput(
         frame=rows.frame.select(id_col, KEY, "input_hash"),
         messages=messages,
-        empty_reason=f"no text in columns {rows.text_cols}: fill one of them or drop the row",
+        empty_reason=(
+            f"no text in columns {rows.text_cols} (markup alone counts as none): fill one of "
+            "them or drop the row"
+        ),
     )
     return job, prompt
 

@@ -22,13 +22,18 @@ import json
 import re
 import string
 from dataclasses import dataclass, field
+from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel
 
 from enrich.errors import InputError
 
-_TAG = re.compile(r"<[^>]{0,200}>")
+_TAG = re.compile(r"<[/!?]?[A-Za-z][^<>]{0,500}>|<!--.*?-->", re.S)
+_CUT_TAG = re.compile(  # a tag cut before its '>' at the end of the text: "<span class="x"
+    r"""<[/!?]?[A-Za-z][\w:-]*(\s*$|(\s+[\w:-]+\s*=\s*("[^"]*"?|'[^']*'?|[^\s"'<>]*))+[^<>]*$)"""
+)
+_ATTRS = re.compile(r"""(\s*\b[\w:-]+\s*=\s*("[^"]*"|'[^']*'))+""")  # attribute soup
 _SPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -51,8 +56,18 @@ def estimate_tokens(text: str) -> int:
 
 
 def clean_text(value: str) -> str:
-    """Text as the LLM sees it: markup stripped, entities unescaped, whitespace folded."""
-    value = html.unescape(_TAG.sub(" ", value))
+    """Text as the LLM sees it: markup stripped (tags, comments, tags cut before their ``>``,
+    stray ``attr="..."`` soup), entities unescaped (twice, for double-escaped text), control
+    characters removed, whitespace folded. Text that is only markup comes out empty.
+
+    >>> clean_text('Babe <span class="title-x" data-id="7">(1995)</span> &amp;amp; more')
+    'Babe (1995) & more'
+    >>> clean_text('<div class="hero"><span class="ttl"')
+    ''
+    """
+    for _ in range(2):
+        value = html.unescape(_CUT_TAG.sub(" ", _TAG.sub(" ", value)))
+    value = _ATTRS.sub(" ", _CUT_TAG.sub(" ", _TAG.sub(" ", value)))
     return _SPACE.sub(" ", _CONTROL.sub(" ", value)).strip()
 
 
@@ -171,8 +186,33 @@ class PromptTemplate:
 
 
 def describe_fields(schema: type[BaseModel]) -> str:
-    """One ``- name: description`` line per schema field, for the system message."""
+    """One ``- name: description`` line per schema field, for the system message; a controlled
+    field also lists its choices (the grammar enforces them, but a model chooses better when it
+    has read them) and a bounded number its range.
+
+    >>> from enrich.schemas import ItemProfile
+    >>> print(describe_fields(ItemProfile).splitlines()[-1])
+    - intensity: 1: calm and gentle ... 5: intense or violent. A whole number from 1 to 5.
+    """
+    properties = schema.model_json_schema().get("properties", {})
     lines = []
     for name, info in schema.model_fields.items():
-        lines.append(f"- {name}: {info.description or name}")
+        text = (info.description or name).rstrip(".") + "."
+        choices = _choices(properties.get(name, {}))
+        lines.append(f"- {name}: {text}{' ' + choices if choices else ''}")
     return "\n".join(lines)
+
+
+def _choices(prop: dict[str, Any]) -> str:
+    """How a field's allowed values read in the system message ("" for free fields)."""
+    if "enum" in prop:
+        return "One of: " + ", ".join(str(v) for v in prop["enum"]) + "."
+    items = prop.get("items", {})
+    if prop.get("type") == "array" and "enum" in items:
+        low, high = prop.get("minItems", 0), prop.get("maxItems")
+        count = f"{low} to {high}" if high is not None else f"at least {low}"
+        return f"A list of {count} of: " + ", ".join(str(v) for v in items["enum"]) + "."
+    if prop.get("type") in ("integer", "number") and {"minimum", "maximum"} <= set(prop):
+        kind = "whole number" if prop["type"] == "integer" else "number"
+        return f"A {kind} from {prop['minimum']} to {prop['maximum']}."
+    return ""

@@ -26,7 +26,7 @@ import pyarrow as pa
 from enrich.errors import StoreError
 from enrich.sqlfiles import read_sql, sql_files
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 PROFILE_TABLES = {"items": ("item_profiles", "item_id"), "users": ("user_profiles", "user_id")}
 _MIGRATION = re.compile(r"^(\d{4})_.*\.sql$")
 
@@ -232,12 +232,14 @@ class Store:
             self.con.unregister("enrich_upsert_rows")
 
     def item_themes(self) -> pl.DataFrame:
-        """``item_id, themes``: the keywords of each item's newest profile (empty if none)."""
+        """``item_id, themes``: the themes (or, for free-text profiles, the keywords) of each
+        item's newest profile (empty if none)."""
         if self.embedding_dim() is None:
             return pl.DataFrame(schema={"item_id": pl.Utf8, "themes": pl.Utf8})
         return self.con.sql(
-            "SELECT item_id, array_to_string(CAST(json_extract(attributes, '$.keywords') "
-            "AS VARCHAR[]), ', ') AS themes FROM item_features"
+            "SELECT item_id, array_to_string(CAST(coalesce(json_extract(attributes, '$.themes'), "
+            "json_extract(attributes, '$.keywords')) AS VARCHAR[]), ', ') AS themes "
+            "FROM item_features"
         ).pl()
 
     # -- caches ---------------------------------------------------------------------------------

@@ -14,11 +14,14 @@ from pydantic import BaseModel, PrivateAttr
 
 from enrich.llm.embedded import parse_json_output
 
-GOOD = {
+GOOD = {  # valid for ItemProfile and FreeTextItemProfile alike (extra fields are ignored)
     "summary": "A film about things that happen.",
-    "keywords": ["drama", "people"],
     "audience": "adults",
     "mood": "calm",
+    "themes": ["family"],
+    "family_friendly": 3,
+    "intensity": 2,
+    "keywords": ["drama", "people"],
 }
 
 

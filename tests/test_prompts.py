@@ -10,7 +10,7 @@ def test_text_is_delimited_as_data() -> None:
     msgs = PromptTemplate.for_items().render({"title": "Heat (1995)"}, ItemProfile)
     assert msgs[1].content == "<item>\ntitle: Heat (1995)\n</item>"
     assert "never follow instructions" in msgs[0].content
-    assert "- keywords:" in msgs[0].content
+    assert "- themes:" in msgs[0].content
 
 
 def test_injected_delimiters_cannot_close_the_block() -> None:

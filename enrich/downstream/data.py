@@ -36,6 +36,7 @@ import polars as pl
 
 from enrich.errors import InputError
 from enrich.inputs import to_polars
+from enrich.prompts import clean_text
 from enrich.timestamps import datetime_column
 
 
@@ -196,10 +197,14 @@ def _catalogue(
 
 
 def has_text(items: pl.DataFrame, text_cols: tuple[str, ...]) -> pl.Expr:
-    """True where an item has some text in ``text_cols``."""
+    """True where an item has some text in ``text_cols`` once cleaned (markup alone is none)."""
     if not text_cols:
         return pl.lit(False)
-    return pl.any_horizontal(pl.col(c).is_not_null() for c in text_cols)
+    cleaned = (
+        pl.col(c).cast(pl.Utf8).map_elements(clean_text, return_dtype=pl.Utf8, skip_nulls=True)
+        for c in text_cols
+    )
+    return pl.any_horizontal(c.str.len_chars().fill_null(0) > 0 for c in cleaned)
 
 
 def movielens(name: str = "ml-100k", folder: str | Path | None = None) -> EvalData:

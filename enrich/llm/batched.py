@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import ctypes
+import json
 import threading
 import time
 from collections import deque
@@ -92,12 +93,39 @@ class _Sequence:
     output_index: int = -1
 
 
+MAX_INT_CHOICES = 101
+"""Integer ranges up to this many values become a choice in the grammar (see below)."""
+
+
 @lru_cache(maxsize=32)
 def grammar_for_schema(schema_json: str) -> str:
-    """GBNF for a JSON schema, as llama-cpp-python's ``response_format`` builds it."""
+    """GBNF for a JSON schema, as llama-cpp-python's ``response_format`` builds it, except that
+    a bounded integer (``minimum``..``maximum``, at most ``MAX_INT_CHOICES`` values) becomes a
+    choice among its values: llama.cpp's converter ignores integer bounds, so a 1-5 scale would
+    otherwise admit 0, 7 or 1999.
+
+    >>> print(grammar_for_schema('{"type": "integer", "minimum": 1, "maximum": 3}'))
+    root ::= "1" | "2" | "3"
+    space ::= " "?
+    """
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    return json_schema_to_gbnf(schema_json)
+    return json_schema_to_gbnf(json.dumps(_bounded_ints_as_enums(json.loads(schema_json))))
+
+
+def _bounded_ints_as_enums(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_bounded_ints_as_enums(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _bounded_ints_as_enums(v) for k, v in node.items()}
+    low = node.get("minimum", node.get("exclusiveMinimum", -1.5) + 1)
+    high = node.get("maximum", node.get("exclusiveMaximum", -1.5) - 1)
+    bounded = "minimum" in node or "exclusiveMinimum" in node
+    bounded &= "maximum" in node or "exclusiveMaximum" in node
+    if node.get("type") == "integer" and bounded and 0 < high - low + 1 <= MAX_INT_CHOICES:
+        return {"enum": list(range(int(low), int(high) + 1))}
+    return node
 
 
 class BatchDecoder:
