@@ -59,9 +59,7 @@ def fresh_store(path: Path) -> Store:
     store = Store.open(path)
     store.ensure_profile_tables(DIM)
     store.con.execute("CREATE TABLE raw_profiles AS SELECT * FROM item_profiles LIMIT 0")
-    store.con.execute(
-        "ALTER TABLE raw_profiles ADD PRIMARY KEY (item_id, model, prompt_version)"
-    )
+    store.con.execute("ALTER TABLE raw_profiles ADD PRIMARY KEY (item_id, model, prompt_version)")
     return store
 
 

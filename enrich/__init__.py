@@ -9,12 +9,14 @@ Example:
 from enrich.config import EnrichSettings
 from enrich.errors import EnrichError, InputError, StoreError, TransientError
 from enrich.history import HistoryOptions
+from enrich.junk import JunkRules
 from enrich.profiles import profile_items
 from enrich.prompts import PromptTemplate
 from enrich.report import RunReport
 from enrich.schemas import ItemProfile, UserProfile
 from enrich.store import Store
 from enrich.user_profiles import profile_users, render_user_prompts
+from enrich.vocab import Vocabulary, controlled, induce_vocabulary
 
 __all__ = [
     "EnrichError",
@@ -22,12 +24,16 @@ __all__ = [
     "HistoryOptions",
     "InputError",
     "ItemProfile",
+    "JunkRules",
     "PromptTemplate",
     "RunReport",
     "Store",
     "StoreError",
     "TransientError",
     "UserProfile",
+    "Vocabulary",
+    "controlled",
+    "induce_vocabulary",
     "profile_items",
     "profile_users",
     "render_user_prompts",

@@ -1,8 +1,10 @@
-"""The ``enrich`` command line: ``demo``, ``items``, ``evaluate``, ``runs``, ``audit``, ``export``.
+"""The ``enrich`` command line: ``demo``, ``items``, ``vocab``, ``evaluate``, ``runs``, ``audit``,
+``export``.
 
 Example:
     $ enrich demo --limit 20
-    $ enrich items catalogue.parquet --id-col item_id --store features.duckdb
+    $ enrich vocab catalogue.parquet --name themes --k 30 --store features.duckdb
+    $ enrich items catalogue.parquet --id-col item_id --vocab themes --store features.duckdb
 """
 
 from __future__ import annotations
@@ -37,6 +39,30 @@ def _parser() -> argparse.ArgumentParser:
     items.add_argument("--text-cols", nargs="+", help="columns to describe (default: all text)")
     items.add_argument("--store", type=Path, required=True, help="DuckDB file to upsert into")
     items.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
+    items.add_argument(
+        "--vocab",
+        nargs="+",
+        default=[],
+        metavar="FIELD[=NAME]",
+        help="choose FIELD from the vocabulary NAME stored by `enrich vocab` (default NAME: FIELD)",
+    )
+
+    vocab = sub.add_parser(
+        "vocab",
+        help="induce a controlled vocabulary from a catalogue sample and store it",
+        description="A first LLM pass writes free keywords for a seeded sample; near-duplicates "
+        "are merged (embeddings) and the k commonest kept. `enrich items --vocab NAME` then "
+        "profiles the catalogue choosing from them.",
+    )
+    vocab.add_argument("source", type=Path, help="a .csv or .parquet file")
+    vocab.add_argument("--name", default="themes", help="vocabulary (and field) name")
+    vocab.add_argument("--k", type=int, default=30, help="labels to keep (default 30)")
+    vocab.add_argument("--sample", type=int, default=300, help="items to read (default 300)")
+    vocab.add_argument("--seed", type=int, default=0)
+    vocab.add_argument("--id-col", default="item_id")
+    vocab.add_argument("--text-cols", nargs="+", help="columns to describe (default: all text)")
+    vocab.add_argument("--store", type=Path, required=True, help="DuckDB file to store it in")
+    vocab.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
 
     audit = sub.add_parser("audit", help="run the store's audits; exit 1 if any finds bad rows")
     audit.add_argument("--store", type=Path, required=True)
@@ -78,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         help="share of chosen items hidden in the ranker's training windows (0: none)",
     )
     ev.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ev.add_argument("--rungs", nargs="+", help="subset of 0 1 2 3 3b 4 5 (default: all)")
+    ev.add_argument("--rungs", nargs="+", help="subset of 0 1 2 3 3b 4 4c 5 (default: all)")
     ev.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
     ev.add_argument("--dry-run", action="store_true", help="print the LLM plan and stop")
 
@@ -97,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             run_demo(args.data, args.store, None if args.all else args.limit, args.llm)
         elif args.command == "items":
             _items(args)
+        elif args.command == "vocab":
+            _vocab(args)
         elif args.command == "runs":
             _runs(args)
         elif args.command == "evaluate":
@@ -120,20 +148,59 @@ def _items(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from enrich.profiles import profile_items
+    from enrich.schemas import ItemProfile
+    from enrich.store import Store
+    from enrich.vocab import Vocabulary, controlled
 
-    source: Path = args.source
-    frame = pl.read_parquet(source) if source.suffix == ".parquet" else pl.read_csv(source)
-    with tqdm(total=frame.height, unit="item") as bar:
-        _, report = profile_items(
-            frame,
-            id_col=args.id_col,
-            text_cols=args.text_cols,
-            store=str(args.store),
-            llm=args.llm,
-            progress=bar.update,
-            with_report=True,
-        )
+    frame = _read(args.source)
+    with Store.borrow(str(args.store)) as store:
+        chosen = dict(v.partition("=")[::2] for v in args.vocab)
+        vocabularies = {f: Vocabulary.load(store, name or f) for f, name in chosen.items()}
+        for field, vocab in vocabularies.items():
+            print(f"{field}: {len(vocab.labels)} labels of vocabulary {vocab.name}@{vocab.version}")
+        schema = controlled(ItemProfile, **vocabularies) if vocabularies else ItemProfile
+        with tqdm(total=frame.height, unit="item") as bar:
+            _, report = profile_items(
+                frame,
+                id_col=args.id_col,
+                text_cols=args.text_cols,
+                schema=schema,
+                store=store,
+                llm=args.llm,
+                progress=bar.update,
+                with_report=True,
+            )
     print(report.summary())
+
+
+def _vocab(args: argparse.Namespace) -> None:
+    from enrich.vocab import induce_vocabulary
+
+    frame = _read(args.source)
+    vocab = induce_vocabulary(
+        frame,
+        name=args.name,
+        k=args.k,
+        sample=args.sample,
+        seed=args.seed,
+        id_col=args.id_col,
+        text_cols=args.text_cols,
+        llm=args.llm,
+        store=str(args.store),
+    )
+    print(
+        f"vocabulary {vocab.name}@{vocab.version}: {len(vocab.labels)} labels from "
+        f"{vocab.sample_size} items ({vocab.model}, {vocab.llm_calls} LLM calls, "
+        f"{vocab.tokens_in} prompt + {vocab.tokens_out} completion tokens)"
+    )
+    for label, count in zip(vocab.labels, vocab.counts, strict=True):
+        print(f"  {label}: {count} items")
+
+
+def _read(source: Path) -> pl.DataFrame:
+    if not source.exists():
+        raise EnrichError(f"{source} does not exist")
+    return pl.read_parquet(source) if source.suffix == ".parquet" else pl.read_csv(source)
 
 
 def _evaluate(args: argparse.Namespace) -> None:

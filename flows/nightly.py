@@ -23,9 +23,11 @@ from pydantic import BaseModel, Field
 
 from enrich.config import EnrichSettings
 from enrich.profiles import pending_items
+from enrich.schemas import ItemProfile
 from enrich.staging import StagedRun, merge, stage_items, stage_users
 from enrich.store import Store, audit
 from enrich.user_profiles import pending_users
+from enrich.vocab import Vocabulary, controlled
 from flows.sources import Source
 
 IO_RETRIES: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
@@ -54,6 +56,11 @@ class NightlyParams(BaseModel):
     as_of: datetime | None = Field(None, description="profile users from data before this")
     item_text_cols: list[str] = Field(default_factory=lambda: ["title"])
     user_attr_cols: list[str] = Field(default_factory=list)
+    vocabularies: dict[str, str] = Field(
+        default_factory=dict,
+        description="item schema field -> stored vocabulary name (`enrich vocab`): the field "
+        "chooses from it; the newest stored version is pinned when the run starts",
+    )
 
     def settings(self) -> EnrichSettings:
         return EnrichSettings(
@@ -81,14 +88,43 @@ def extract(source: Source) -> pl.DataFrame:
 
 
 @task(cache_policy=NO_CACHE)
-def detect_changes(frame: pl.DataFrame, params: NightlyParams) -> pl.DataFrame:
+def pin_vocabularies(params: NightlyParams) -> dict[str, list[str]]:
+    """The labels of each vocabulary the item schema chooses from, read once per run (workers
+    get the labels, not the store)."""
+    if not params.vocabularies:
+        return {}
+    store = Store.open(params.store, lock_timeout_s=60)
+    try:
+        pinned = {f: Vocabulary.load(store, n) for f, n in params.vocabularies.items()}
+    finally:
+        store.close()
+    for field, vocab in pinned.items():
+        get_run_logger().info("%s chooses from %s@%s", field, vocab.name, vocab.version)
+    return {f: list(v.labels) for f, v in pinned.items()}
+
+
+def item_schema(labels: dict[str, list[str]]) -> type[BaseModel]:
+    return controlled(ItemProfile, **labels) if labels else ItemProfile
+
+
+@task(cache_policy=NO_CACHE)
+def detect_changes(
+    frame: pl.DataFrame, params: NightlyParams, labels: dict[str, list[str]]
+) -> pl.DataFrame:
     return pending_items(
-        frame, params.store, id_col=params.id_col, text_cols=params.text_cols, llm=params.llm
+        frame,
+        params.store,
+        id_col=params.id_col,
+        text_cols=params.text_cols,
+        llm=params.llm,
+        schema=item_schema(labels),
     )
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
-def enrich_chunk(chunk: pl.DataFrame, params: NightlyParams) -> StagedRun:
+def enrich_chunk(
+    chunk: pl.DataFrame, params: NightlyParams, labels: dict[str, list[str]]
+) -> StagedRun:
     return stage_items(
         chunk,
         id_col=params.id_col,
@@ -96,6 +132,7 @@ def enrich_chunk(chunk: pl.DataFrame, params: NightlyParams) -> StagedRun:
         llm=params.llm,
         embedder=params.embedder,
         settings=params.settings(),
+        schema=item_schema(labels),
     )
 
 
@@ -144,10 +181,13 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
     started = time.perf_counter()
     logger = get_run_logger()
     items = extract(params.items)
-    todo = detect_changes(items, params)
+    labels = pin_vocabularies(params)
+    todo = detect_changes(items, params, labels)
     logger.info("items: %d in, %d new or changed", items.height, todo.height)
     chunks = [todo.slice(i, params.chunk_size) for i in range(0, todo.height, params.chunk_size)]
-    futures = enrich_chunk.map(chunks, params=unmapped(params)) if chunks else []
+    futures = (
+        enrich_chunk.map(chunks, params=unmapped(params), labels=unmapped(labels)) if chunks else []
+    )
     report: dict[str, Any] = {"items": _merge_all(futures, params, items.height, len(chunks))}
     if params.interactions is not None:
         log = extract(params.interactions)

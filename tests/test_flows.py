@@ -100,6 +100,31 @@ def test_nightly_is_incremental_and_publishes_its_report(
     assert third["users"]["rows_skipped"] == stored_users  # histories show titles: unchanged
 
 
+def test_nightly_pins_a_stored_vocabulary(harness, catalogue, tmp_path) -> None:
+    """Items choose their themes from the vocabulary stored under the given name; the labels are
+    part of the prompt version, so the same vocabulary keeps the next night incremental."""
+    from enrich.store import Store
+    from enrich.vocab import Vocabulary
+    from flows.nightly import nightly
+
+    store = tmp_path / "f.duckdb"
+    labels = ("heroes", "villains", "ordinary people")
+    with Store.borrow(str(store)) as opened:
+        Vocabulary("film-themes", labels).save(opened)
+    run = params(catalogue, store, vocabularies={"themes": "film-themes"})
+    first = nightly(run)["items"]
+    assert first["rows_enriched"] >= 16
+    with duckdb.connect(str(store), read_only=True) as con:
+        themes = con.execute(
+            "SELECT DISTINCT unnest(CAST(json_extract(attributes, '$.themes') AS VARCHAR[])) "
+            "FROM item_profiles"
+        ).fetchall()
+    assert themes and {t for (t,) in themes} <= set(labels)
+    assert nightly(run)["items"]["rows_skipped"] == first["rows_enriched"]
+    with pytest.raises(Exception, match="no vocabulary 'moods'"):
+        nightly(params(catalogue, store, vocabularies={"mood": "moods"}))
+
+
 def test_deployment_carries_the_cron_schedule(catalogue, tmp_path) -> None:
     from flows.serve import DEFAULT_CRON, build_deployment
 
