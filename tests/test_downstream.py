@@ -291,7 +291,7 @@ def test_every_rung_runs_with_a_scripted_model(tmp_path, embedder) -> None:
     dry = evaluate(config, store, llm=llm, embedder=embedder, dry_run=True)
     assert llm.calls == [] and dry.plan  # the plan costs no call
     labels = [p.kind for p in dry.plan]
-    assert labels[:2] == ["item profiles", "item profiles + CF context"]
+    assert labels[:3] == ["item profiles", "controlled item profiles", "item profiles + CF context"]
     assert {"users @ w0", "users @ w1", "users @ w2", "new users @ w0"} <= set(labels)
     result = evaluate(config, store, llm=llm, embedder=embedder)
     # the plan is the run's: one request per distinct prompt it said it would generate
@@ -299,9 +299,10 @@ def test_every_rung_runs_with_a_scripted_model(tmp_path, embedder) -> None:
     again = evaluate(config, store, llm=llm, embedder=embedder, dry_run=True)
     assert sum(p.to_generate for p in again.plan) == 0
     assert [p.stored + p.no_text + p.cached for p in again.plan] == [p.rows for p in again.plan]
-    assert set(result.summary["rung"]) == {"0", "1", "2", "3", "3b", "4", "5"}
+    assert set(result.summary["rung"]) == {"0", "1", "2", "3", "3b", "4", "4c", "5"}
     costs = {r["rung"]: r["llm_calls_per_1k"] for r in result.costs.to_dicts()}
     assert costs["2"] == 0 and costs["3"] > 0 and costs["3b"] > 0 and costs["5"] > costs["4"]
+    assert costs["4c"] > costs["4"]  # the controlled profiles are a second item pass
     assert set(result.cold["system"]) == {
         "ALS + raw-text map",
         "ALS + LLM-profile map",

@@ -18,12 +18,14 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
+from pydantic import BaseModel
 
 import enrich
 from enrich.config import EnrichSettings
 from enrich.downstream.data import has_text
 from enrich.embedding import embed_texts, resolve_embedder
 from enrich.prompts import PromptTemplate
+from enrich.schemas import FreeTextItemProfile
 from enrich.store import Store
 
 CF_PROMPT = PromptTemplate.for_items(name="item-profile-cf")
@@ -107,6 +109,9 @@ class Enriched:
     llm: pl.DataFrame | None = None
     llm_cf: pl.DataFrame | None = None
     attributes: pl.DataFrame | None = None
+    """Free-text LLM attributes (``item_id, mood, audience``) of rung 4."""
+    facets: pl.DataFrame | None = None
+    """Controlled LLM attributes (``item_id`` + choices, label lists, scales) of rung 4c."""
     users: dict[str, pl.DataFrame] | None = None
     """LLM user-profile vectors (``user_id, embedding, as_of``) by window name."""
     new_user_text: pl.DataFrame | None = None
@@ -170,13 +175,24 @@ def raw_vectors(
     return pl.DataFrame({"item_id": items["item_id"], "embedding": pl.Series(vectors)})
 
 
-def item_job(items: pl.DataFrame, text_cols: tuple[str, ...], needed: list[str]) -> LLMJob:
-    """LLM profiles of the ``needed`` items that have text."""
+def item_job(
+    items: pl.DataFrame,
+    text_cols: tuple[str, ...],
+    needed: list[str],
+    schema: type[BaseModel] = FreeTextItemProfile,
+    label: str = "item profiles",
+) -> LLMJob:
+    """LLM profiles of the ``needed`` items that have text (rungs 3-5: the free-text schema;
+    rung 4c: ``schema=ItemProfile``, the controlled one)."""
     frame = items.filter(has_text(items, text_cols) & pl.col("item_id").is_in(needed))
     return LLMJob(
-        "item profiles",
+        label,
         "items",
-        {"data": frame.select("item_id", *text_cols), "text_cols": list(text_cols)},
+        {
+            "data": frame.select("item_id", *text_cols),
+            "text_cols": list(text_cols),
+            "schema": schema,
+        },
     )
 
 
@@ -197,6 +213,7 @@ def cf_item_job(
             "data": frame.select("item_id", *text_cols).join(liked, on="item_id", how="left"),
             "text_cols": [*text_cols, "also_liked"],
             "prompt": CF_PROMPT,
+            "schema": FreeTextItemProfile,
         },
     )
 

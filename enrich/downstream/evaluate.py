@@ -69,12 +69,14 @@ from enrich.embedding import resolve_embedder
 from enrich.llm import model_id, resolve_llm
 from enrich.plan import HEADER, JobPlan
 from enrich.prompts import PromptTemplate
-from enrich.schemas import ItemProfile, UserProfile
+from enrich.schemas import FreeTextItemProfile, ItemProfile, UserProfile
 from enrich.sqlfiles import read_sql
 from enrich.store import Store
 
 BASELINE = "2"
 CANDIDATES = "0"
+CONTROLLED = "controlled item profiles"
+"""The LLM job of rung 4c (:class:`enrich.ItemProfile`, beside rung 3's free-text profiles)."""
 NEW_USERS = "new users"
 """Segment (in ``eval_runs``) and cost row of users with no history before the window."""
 COLD_PLACEMENT = "cold items: placement"
@@ -192,11 +194,13 @@ def llm_jobs(
 ) -> list[LLMJob]:
     """The LLM enrichments the configured rungs need, each on only the entities it reads."""
     rungs = set(config.rungs)
-    if not rungs & {"3", "3b", "4", "5"}:
+    if not rungs & {"3", "3b", "4", "4c", "5"}:
         return []
     needed = needed_items(protocol, pool)
     label = (data.text_cols[0],)
     jobs = [item_job(items, data.text_cols, needed)]
+    if "4c" in rungs:
+        jobs.append(item_job(items, data.text_cols, needed, ItemProfile, CONTROLLED))
     if "3b" in rungs:
         history = protocol.context_history()
         jobs.append(cf_item_job(items, data.text_cols, needed, history, data.implicit))
@@ -281,6 +285,9 @@ def enrich_for(
         if job.label == "item profiles":
             enriched.llm = out.select(pl.col("item_id").cast(pl.Utf8), "embedding")
             enriched.attributes = out.select(pl.col("item_id").cast(pl.Utf8), "mood", "audience")
+        elif job.label == CONTROLLED:
+            controlled = [f for f in ItemProfile.model_fields if f != "summary"]
+            enriched.facets = out.select(pl.col("item_id").cast(pl.Utf8), *controlled)
         elif job.label.startswith("item profiles + CF"):
             enriched.llm_cf = out.select(pl.col("item_id").cast(pl.Utf8), "embedding")
         elif job.label.startswith("users @ "):
@@ -433,13 +440,15 @@ def costs(store: Store, config: EvalConfig, llm_name: str, data: EvalData) -> pl
     def prompt(version: str) -> pl.DataFrame:
         return ledger.filter(pl.col("prompt_version") == version)
 
-    items = per_1000(prompt(PromptTemplate.for_items().version_id(ItemProfile)))
-    cf = per_1000(prompt(CF_PROMPT.version_id(ItemProfile)))
+    items = per_1000(prompt(PromptTemplate.for_items().version_id(FreeTextItemProfile)))
+    controlled = per_1000(prompt(PromptTemplate.for_items().version_id(ItemProfile)))
+    cf = per_1000(prompt(CF_PROMPT.version_id(FreeTextItemProfile)))
     new_version = new_user_prompt(data.user_attr_cols, data.domain).version_id(UserProfile)
     users = per_1000(
         ledger.filter((pl.col("kind") == "users") & (pl.col("prompt_version") != new_version))
     )
     by_rung = {"0": zero, "1": zero, "2": zero, "3": items, "3b": cf, "4": items}
+    by_rung["4c"] = {k: items[k] + controlled[k] for k in items}
     by_rung["5"] = {k: items[k] + users[k] for k in items}
     by_rung[NEW_USERS] = per_1000(prompt(new_version))  # rung 5's new-user profiles
     return pl.DataFrame(
@@ -574,7 +583,7 @@ def _record(
         pl.lit(datetime.now(UTC).replace(tzinfo=None)).alias("created_at"),
         pl.lit(config.dataset).alias("dataset"),
         pl.lit(model).alias("model"),
-        pl.lit(PromptTemplate.for_items().version_id(ItemProfile)).alias("prompt_version"),
+        pl.lit(PromptTemplate.for_items().version_id(FreeTextItemProfile)).alias("prompt_version"),
         pl.lit(embedder).alias("embedding_model"),
         pl.lit(config.model_dump_json()).alias("config"),
         pl.lit(seconds).alias("seconds"),

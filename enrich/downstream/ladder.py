@@ -47,7 +47,10 @@ class Rung:
     ``features``: kinds of item vectors (``text``: raw text, no LLM; ``llm``: LLM item
     profiles; ``llm_cf``: LLM profiles written with collaborative context), each as the cosine
     to the user's recent history and as a few PCA dimensions. ``categoricals``: the LLM's
-    attributes. ``user_profiles``: cosine of the LLM user profile and the LLM item profile.
+    free-text attributes (:class:`enrich.schemas.FreeTextItemProfile`). ``facets``: the
+    controlled attributes of :class:`enrich.ItemProfile` (choices, label lists and 1-5 scales,
+    with the user's affinity to each: see :func:`enrich.downstream.ranker.facet_features`).
+    ``user_profiles``: cosine of the LLM user profile and the LLM item profile.
     ``ranker=False``: the candidate generator's own order (rung 0).
     """
 
@@ -56,6 +59,7 @@ class Rung:
     ranker: bool = True
     features: tuple[str, ...] = ()
     categoricals: bool = False
+    facets: bool = False
     user_profiles: bool = False
     extra: ExtraFeatures | None = None
 
@@ -64,6 +68,8 @@ class Rung:
         needs = [enriched.vectors(k) for k in self.features]
         if self.categoricals:
             needs.append(enriched.attributes)
+        if self.facets:
+            needs.append(enriched.facets)
         if self.user_profiles:
             needs.append(enriched.users)
         return all(n is not None for n in needs)
@@ -76,6 +82,12 @@ DEFAULT_RUNGS = (
     Rung("3", "+ LLM item profiles", features=("text", "llm")),
     Rung("3b", "+ LLM item profiles with CF context (instead of 3)", features=("text", "llm_cf")),
     Rung("4", "+ LLM attributes as categoricals", features=("text", "llm"), categoricals=True),
+    Rung(
+        "4c",
+        "+ controlled LLM attributes: choices, scales, user affinity (instead of 4)",
+        features=("text", "llm"),
+        facets=True,
+    ),
     Rung(
         "5",
         "+ LLM user profiles",
@@ -174,6 +186,7 @@ def rung_features(rung: Rung, period: Period, enriched: Enriched, seed: int) -> 
         similarities=sims,  # type: ignore[arg-type]
         reduced={kind: enriched.vectors(kind) for kind in rung.features},  # type: ignore[misc]
         categoricals=enriched.attributes if rung.categoricals else None,
+        facets=enriched.facets if rung.facets else None,
         seed=seed,
     )
     if rung.extra is not None:

@@ -10,6 +10,10 @@ Features, by kind:
   LLM profile vs. the item's profile;
 - ``reduced``: item embeddings reduced by PCA to a few dimensions;
 - ``categoricals``: item attributes (the LLM's mood, audience...) as LightGBM categoricals.
+- ``facets``: controlled attributes (:class:`enrich.ItemProfile`'s choices and scales): each
+  label as a categorical (``cat_f_*``), each list of labels multi-hot (``mh_*``), each scale as a
+  number (``num_*``); and per user, how much of their history shares the candidate's labels
+  (``aff_*``) and how far the candidate's scale is from their history's mean (``gap_*``).
 
 Example:
     >>> frame, groups, cats = ranker_features(candidates, history, similarities={
@@ -37,6 +41,7 @@ def ranker_features(
     similarities: dict[str, tuple[pl.DataFrame, pl.DataFrame]] | None = None,
     reduced: dict[str, pl.DataFrame] | None = None,
     categoricals: pl.DataFrame | None = None,
+    facets: pl.DataFrame | None = None,
     pca_dims: int = 8,
     seed: int = 0,
 ) -> tuple[pl.DataFrame, list[int], list[str]]:
@@ -45,7 +50,8 @@ def ranker_features(
     ``candidates``: ``user_id, item_id, score, rank``. ``history``: ``user_id, item_id, rating``
     before the period (nothing later may reach a feature). ``similarities``: name -> (user
     vectors ``user_id, embedding``, item vectors ``item_id, embedding``). ``reduced``: name ->
-    item vectors. ``categoricals``: ``item_id`` plus string columns.
+    item vectors. ``categoricals``: ``item_id`` plus string columns. ``facets``: ``item_id``
+    plus label (string), label-list and numeric columns.
     """
     hist = history.select(
         pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8), "rating"
@@ -86,9 +92,110 @@ def ranker_features(
         coded = _codes(categoricals)
         cats = [c for c in coded.columns if c != "item_id"]
         frame = frame.join(coded, on="item_id", how="left")
+    if facets is not None:
+        frame, facet_cats = facet_features(frame, history, facets)
+        cats += facet_cats
     frame = frame.sort("user_id", "als_rank")  # joins may reorder; groups must be contiguous
     groups = frame.group_by("user_id", maintain_order=True).len()["len"].to_list()
     return frame, groups, cats
+
+
+def facet_features(
+    frame: pl.DataFrame, history: pl.DataFrame, facets: pl.DataFrame
+) -> tuple[pl.DataFrame, list[str]]:
+    """``frame`` with the facet columns (see the module docstring), and its categorical ones.
+
+    Example:
+        >>> facets = pl.DataFrame({"item_id": ["a", "b"], "mood": ["dark", "funny"],
+        ...                        "themes": [["war"], ["love", "war"]], "scale": [1, 5]})
+        >>> pairs = pl.DataFrame({"user_id": ["u", "u"], "item_id": ["a", "b"]})
+        >>> seen = pl.DataFrame({"user_id": ["u"], "item_id": ["a"]})
+        >>> out, cats = facet_features(pairs, seen, facets)
+        >>> out.select("item_id", "aff_mood", "aff_themes", "gap_scale").rows()
+        [('a', 1.0, 1.0, 0.0), ('b', 0.0, 0.5, 4.0)]
+    """
+    facets = facets.with_columns(pl.col("item_id").cast(pl.Utf8))
+    seen = history.select(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
+    n_seen = seen.group_by("user_id").len("n_seen")
+    cats: list[str] = []
+    for column, dtype in facets.schema.items():
+        if column == "item_id":
+            continue
+        values = facets.select("item_id", pl.col(column).alias("label"))
+        if isinstance(dtype, pl.List):
+            values = values.explode("label")
+        if dtype == pl.Utf8 or isinstance(dtype, pl.List):
+            coded = (
+                _multi_hot(facets, column)
+                if isinstance(dtype, pl.List)
+                else _codes(facets.select("item_id", column), prefix="cat_f_")
+            )
+            cats += [c for c in coded.columns if c.startswith("cat_")]
+            frame = frame.join(coded, on="item_id", how="left")
+            frame = frame.join(
+                _affinity(frame, seen, n_seen, values, column), on=list(KEYS), how="left"
+            ).with_columns(pl.col(f"aff_{column}").fill_null(0.0))
+        elif dtype.is_numeric():
+            mean = (
+                seen.join(facets.select("item_id", column), on="item_id")
+                .group_by("user_id")
+                .agg(pl.col(column).mean().alias("_mean"))
+            )
+            frame = (
+                frame.join(
+                    facets.select("item_id", pl.col(column).alias(f"num_{column}")),
+                    on="item_id",
+                    how="left",
+                )
+                .join(mean, on="user_id", how="left")
+                .with_columns(
+                    (pl.col(f"num_{column}") - pl.col("_mean")).abs().alias(f"gap_{column}")
+                )
+                .drop("_mean")
+            )
+    return frame, cats
+
+
+def _affinity(
+    frame: pl.DataFrame,
+    seen: pl.DataFrame,
+    n_seen: pl.DataFrame,
+    values: pl.DataFrame,
+    column: str,
+) -> pl.DataFrame:
+    """``user_id, item_id, aff_<column>``: the mean, over the candidate's labels, of the share of
+    the user's history items carrying that label."""
+    share = (
+        seen.join(values, on="item_id")
+        .group_by("user_id", "label")
+        .agg(pl.col("item_id").n_unique().alias("_hits"))
+        .join(n_seen, on="user_id")
+        .select("user_id", "label", (pl.col("_hits") / pl.col("n_seen")).alias("_share"))
+    )
+    return (
+        frame.select(*KEYS)
+        .unique()
+        .join(values, on="item_id")
+        .join(share, on=["user_id", "label"], how="left")
+        .group_by(*KEYS)
+        .agg(pl.col("_share").fill_null(0.0).mean().alias(f"aff_{column}"))
+    )
+
+
+def _multi_hot(facets: pl.DataFrame, column: str) -> pl.DataFrame:
+    """``item_id`` and one 0/1 column ``mh_<column>_<label>`` per label seen."""
+    labels = sorted(facets[column].explode().drop_nulls().unique().to_list())
+    return facets.select(
+        "item_id",
+        *[
+            pl.col(column)
+            .list.contains(label)
+            .fill_null(False)
+            .cast(pl.Int8)
+            .alias(f"mh_{column}_{label.replace(' ', '_')}")
+            for label in labels
+        ],
+    )
 
 
 def _newest_tenth(history: pl.DataFrame) -> pl.DataFrame | None:
@@ -158,7 +265,7 @@ def _pca(item_vectors: pl.DataFrame, name: str, dims: int, seed: int) -> pl.Data
     )
 
 
-def _codes(categoricals: pl.DataFrame) -> pl.DataFrame:
+def _codes(categoricals: pl.DataFrame, prefix: str = "cat_") -> pl.DataFrame:
     """Integer codes of the ``TOP_CATEGORIES`` commonest lowercased values (0: rare, missing)."""
     out = categoricals.select(pl.col("item_id").cast(pl.Utf8))
     for column in categoricals.columns:
@@ -168,6 +275,6 @@ def _codes(categoricals: pl.DataFrame) -> pl.DataFrame:
         common = values.drop_nulls().value_counts(sort=True).head(TOP_CATEGORIES)[column]
         code = {v: j + 1 for j, v in enumerate(common.to_list())}
         out = out.with_columns(
-            values.replace_strict(code, default=0, return_dtype=pl.Int32).alias(f"cat_{column}")
+            values.replace_strict(code, default=0, return_dtype=pl.Int32).alias(f"{prefix}{column}")
         )
     return out
