@@ -190,7 +190,7 @@ def _attrs(out: pl.DataFrame) -> list[dict]:
 def cached_big(n: int, embedder) -> tuple[float, int]:
     """Time of a fully cached re-run over ``n`` rows. The store is filled by a scripted model:
     the re-run reads only the store, so which model wrote it does not change the timing."""
-    from tests.fakes import ScriptedChat
+    from enrich.testing import ScriptedChat
 
     items = pl.DataFrame({"item_id": range(n), "title": [f"Item {i}" for i in range(n)]})
     store, llm = Store.open(None), ScriptedChat()

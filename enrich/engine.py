@@ -5,7 +5,8 @@ One engine serves items and users alike. Given requests (chat messages), it retu
 is raised for a single bad row.
 
 Example:
-    >>> engine = LLMEngine(resolve_llm(None), ItemProfile, "item-profile-v1-abc", Store.open(None))
+    >>> engine = LLMEngine(resolve_llm(None), ItemProfile, "item-profile-v1-abc",
+    ...                    Store.open(None))          # doctest: +SKIP
     >>> answers = engine.run({"k1": messages})        # doctest: +SKIP
     >>> answers["k1"].output["summary"]               # doctest: +SKIP
 """

@@ -1,7 +1,7 @@
 """Readers for the MovieLens files users and tests point at (never copied into the project).
 
 Example:
-    >>> items = load_ml100k_items("../shared/data/ml-100k")   # doctest: +SKIP
+    >>> items = load_ml100k_items(find_data_dir("ml-100k"))
     >>> items.columns
     ['item_id', 'title', 'release_date', 'genres']
 """

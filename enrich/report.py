@@ -7,6 +7,9 @@ Example:
     >>> r = RunReport(kind="items", model="m", prompt_version="p", embedding_model="e", rows_in=3)
     >>> r.rows_skipped, r.rows_generated, r.rows_failed = 1, 1, 1
     >>> r.balanced()
+    True
+    >>> r.rows_failed = 0  # a row neither stored nor recorded: the ledger says so
+    >>> r.balanced()
     False
 """
 

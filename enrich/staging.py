@@ -5,8 +5,8 @@ DuckDB has one writer per file; this is how many workers share it: they never op
 flow's single writer merges what they return.
 
 Example:
-    >>> staged = stage_items(chunk, llm="http://vllm:8000/v1#qwen")   # on a worker
-    >>> merge(Store.open("features.duckdb"), staged)                   # on the writer
+    >>> staged = stage_items(chunk, llm="http://vllm:8000/v1#qwen")  # on a worker # doctest: +SKIP
+    >>> merge(Store.open("features.duckdb"), staged)  # on the writer       # doctest: +SKIP
 """
 
 from __future__ import annotations

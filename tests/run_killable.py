@@ -16,7 +16,7 @@ from langchain_core.embeddings import DeterministicFakeEmbedding
 
 import enrich
 from enrich.config import EnrichSettings
-from tests.fakes import GOOD, ScriptedChat
+from enrich.testing import GOOD, ScriptedChat
 
 
 def main() -> None:

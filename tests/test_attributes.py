@@ -18,8 +18,8 @@ from enrich.llm.batched import grammar_for_schema
 from enrich.prompts import PromptTemplate, clean_text
 from enrich.schemas import FreeTextItemProfile, ItemProfile
 from enrich.store import Store
+from enrich.testing import GOOD, ScriptedChat
 from enrich.vocab import Vocabulary, _merge, controlled, induce_vocabulary
-from tests.fakes import GOOD, ScriptedChat
 
 BABE = {"item_id": [8], "title": ["Babe (1995)"], "genres": ["Children's|Comedy|Drama"]}
 SOURCE = PromptTemplate.for_items().data_block({"title": "Babe (1995)", "genres": "Comedy"})

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 import enrich
 from enrich.errors import InputError, StoreError
-from tests.fakes import ScriptedChat
+from enrich.testing import ScriptedChat
 
 
 def run(items, **kw):

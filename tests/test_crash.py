@@ -23,7 +23,7 @@ import enrich
 from enrich.config import EnrichSettings
 from enrich.errors import StoreError
 from enrich.store import Store, audit
-from tests.fakes import ScriptedChat
+from enrich.testing import ScriptedChat
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,7 +169,7 @@ from langchain_core.embeddings import DeterministicFakeEmbedding
 import enrich
 from enrich.errors import StoreError
 from enrich.store import Store
-from tests.fakes import ScriptedChat
+from enrich.testing import ScriptedChat
 
 items = pl.DataFrame({"item_id": [7], "title": ["Alien"]})
 for path in sys.argv[1:]:

@@ -275,7 +275,7 @@ def test_every_rung_runs_with_a_scripted_model(tmp_path, embedder) -> None:
     """All rungs, LLM ones included, wired end to end (a scripted model stands in for the LLM
     here, so this checks the plumbing and the leakage guards, not the lift)."""
     from enrich.downstream.evaluate import EvalConfig, evaluate
-    from tests.fakes import GOOD, ScriptedChat
+    from enrich.testing import GOOD, ScriptedChat
 
     user = {
         "summary": "Likes films of many kinds.",

@@ -8,7 +8,7 @@ import pytest
 import enrich
 from enrich.config import EnrichSettings
 from enrich.errors import TransientError
-from tests.fakes import GOOD, ScriptedChat
+from enrich.testing import GOOD, ScriptedChat
 
 ITEMS = pl.DataFrame(
     {"item_id": [1, 2, 3, 4], "title": ["Heat", "Alien", "Heat", None], "genres": ["Crime"] * 4}

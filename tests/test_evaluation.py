@@ -27,7 +27,7 @@ from enrich.downstream import (
     temporal_split,
 )
 from enrich.errors import EnrichError, InputError
-from tests.fakes import GOOD, ScriptedChat
+from enrich.testing import GOOD, ScriptedChat
 
 USER = {
     "summary": "Likes films of many kinds.",

@@ -7,7 +7,7 @@ import polars as pl
 
 from enrich.staging import merge, stage_items
 from enrich.store import Store
-from tests.fakes import GOOD, ScriptedChat
+from enrich.testing import GOOD, ScriptedChat
 
 ITEMS = pl.DataFrame({"item_id": [1, 2, 3], "title": ["Heat", "Alien", "Brazil"]})
 

@@ -10,7 +10,7 @@ import pytest
 import enrich
 from enrich.movielens import load_ml100k_items, load_ml100k_ratings, load_ml100k_users
 from enrich.schemas import UserProfile
-from tests.fakes import ScriptedChat
+from enrich.testing import ScriptedChat
 
 CUTOFF = datetime(1997, 12, 1)
 LIKES = {

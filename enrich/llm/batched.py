@@ -12,9 +12,9 @@ rejected (a few percent of tokens). The chosen token is therefore exactly the on
 ``penalties -> grammar -> greedy`` chain of ``create_chat_completion`` picks from the same logits.
 
 Example:
-    >>> decoder = BatchDecoder(llama, n_seq=8)                     # doctest: +SKIP
-    >>> futures = [decoder.submit(tokens, prefix_len=40, grammar=gbnf) for tokens in prompts]
-    >>> [f.result().text for f in futures]                        # doctest: +SKIP
+    >>> decoder = BatchDecoder(llama, n_seq=8)  # doctest: +SKIP
+    >>> futures = [decoder.submit(t, prefix_len=40, grammar=g) for t in prompts]  # doctest: +SKIP
+    >>> [f.result().text for f in futures]  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -1,12 +1,26 @@
-"""A scripted chat model for fault injection in unit tests (real-model tests stand beside)."""
+"""Test doubles shared by tests and benchmarks: a scripted chat model for fault injection.
+
+Real-model tests stand beside the tests that use it; it exists to make the engine meet what a real
+model rarely does on demand (invalid JSON, junk, timeouts, a failure on one row of a batch).
+
+Example:
+    >>> import polars as pl, enrich
+    >>> llm = ScriptedChat(script=lambda prompt, attempt: GOOD)
+    >>> out = enrich.profile_items(pl.DataFrame({"item_id": [1], "title": ["Heat"]}), llm=llm,
+    ...                            embedder=HashEmbedder())
+    >>> out["summary"].to_list(), len(llm.calls)
+    (['A film about things that happen.'], 1)
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -23,6 +37,21 @@ GOOD = {  # valid for ItemProfile and FreeTextItemProfile alike (extra fields ar
     "intensity": 2,
     "keywords": ["drama", "people"],
 }
+
+
+class HashEmbedder:
+    """A deterministic stand-in embedder (a text's hash seeds its vector): no model to load."""
+
+    name = "hash-embedder"
+    dim = 8
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        rows = [
+            np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).random(8)
+            for t in texts
+        ]
+        vectors = np.asarray(rows, dtype=np.float32).reshape(len(texts), self.dim)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 class ScriptedChat(BaseChatModel):
