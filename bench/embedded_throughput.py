@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from enrich.llm import ChatEmbedded
 from enrich.llm.batched import BatchDecoder, Completion, grammar_for_schema
-from enrich.llm.embedded import _ROLES, _WORKER, chat_tokens
+from enrich.llm.embedded import ROLES, WORKER, chat_tokens
 from enrich.movielens import find_data_dir, load_ml100k_items, load_sample_catalogue
 from enrich.prompts import PromptTemplate
 from enrich.schemas import ItemProfile
@@ -47,8 +47,8 @@ def run_batched(
     max_tokens: int,
     flash: bool,
 ) -> tuple[float, list[Completion], BatchDecoder]:
-    decoder = _WORKER.submit(
-        BatchDecoder, llama, n_seq=n_seq, n_ctx_seq=1024, flash_attn=flash, run_on=_WORKER.submit
+    decoder = WORKER.submit(
+        BatchDecoder, llama, n_seq=n_seq, n_ctx_seq=1024, flash_attn=flash, run_on=WORKER.submit
     ).result()
     t0 = time.perf_counter()
     futures = [
@@ -56,7 +56,7 @@ def run_batched(
     ]
     done = [f.result() for f in futures]
     seconds = time.perf_counter() - t0
-    _WORKER.submit(decoder.close).result()
+    WORKER.submit(decoder.close).result()
     return seconds, done, decoder
 
 
@@ -72,11 +72,11 @@ def main() -> None:
     items = (load_ml100k_items(data) if data else load_sample_catalogue()).head(args.items)
     prompt, schema = PromptTemplate.for_items(), ItemProfile
     chats = [
-        [{"role": _ROLES[m.type], "content": m.text} for m in prompt.render(v, schema)]
+        [{"role": ROLES[m.type], "content": m.text} for m in prompt.render(v, schema)]
         for v in items.select("title", "genres").to_dicts()
     ]
     chat = ChatEmbedded()
-    llama = chat._llama()
+    llama = chat.llama()
     prompts = [chat_tokens(llama, c) for c in chats]
     grammar = grammar_for_schema(json.dumps(schema.model_json_schema()))
     n = len(prompts)
@@ -87,7 +87,7 @@ def main() -> None:
         t0 = time.perf_counter()
         gen = 0
         for c in chats:
-            out = _WORKER.submit(
+            out = WORKER.submit(
                 llama.create_chat_completion,
                 messages=c,
                 response_format={"type": "json_object", "schema": schema.model_json_schema()},

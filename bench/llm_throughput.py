@@ -30,7 +30,7 @@ import enrich
 from enrich.embedding import resolve_embedder
 from enrich.llm import ChatEmbedded, structured
 from enrich.llm.batched import grammar_for_schema
-from enrich.llm.embedded import _ROLES, _WORKER, chat_tokens
+from enrich.llm.embedded import ROLES, WORKER, chat_tokens
 from enrich.movielens import find_data_dir, load_ml100k_items, load_sample_catalogue
 from enrich.prompts import PromptTemplate
 from enrich.schemas import ItemProfile
@@ -60,17 +60,17 @@ def main() -> None:
     n = items.height
     prompt, schema = PromptTemplate.for_items(), ItemProfile
     messages = [prompt.render(v, schema) for v in items.select("title", "genres").to_dicts()]
-    chats = [[{"role": _ROLES[m.type], "content": m.text} for m in msgs] for msgs in messages]
+    chats = [[{"role": ROLES[m.type], "content": m.text} for m in msgs] for msgs in messages]
     chat, embedder = ChatEmbedded(), resolve_embedder(None)
-    llama = chat._llama()  # load once, outside every timing
+    llama = chat.llama()  # load once, outside every timing
     embedder.embed(["warm up"])
-    decoder = chat._decoder()
+    decoder = chat.decoder()
     grammar = grammar_for_schema(json.dumps(schema.model_json_schema()))
 
     def one_at_a_time() -> tuple[float, int]:
         t0, ok = time.perf_counter(), 0
         for c in chats:
-            out = _WORKER.submit(
+            out = WORKER.submit(
                 llama.create_chat_completion,
                 messages=c,
                 response_format={"type": "json_object", "schema": schema.model_json_schema()},

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from functools import lru_cache
@@ -23,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from enrich.errors import EnrichError
+from enrich.hashing import sha256_hex
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 
@@ -134,13 +134,9 @@ def resolve_embedder(embedder: Embedder | str | Path | Any | None) -> Embedder:
     )
 
 
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 def embed_texts(embedder: Embedder, texts: list[str], store: Any | None = None) -> np.ndarray:
     """Embed ``texts``: each distinct text once, cached vectors reused when a store is given."""
-    hashes = [text_hash(t) for t in texts]
+    hashes = [sha256_hex(t) for t in texts]
     unique = dict(zip(hashes, texts, strict=True))
     vectors: dict[str, np.ndarray] = {}
     if store is not None:

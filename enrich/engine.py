@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import threading
@@ -32,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from enrich.config import EnrichSettings
 from enrich.errors import TransientError, redact
+from enrich.hashing import sha256_hex
 from enrich.limits import RateLimiter
 from enrich.llm import ChatEmbedded, decoding_params, model_id, structured
 from enrich.prompts import estimate_tokens
@@ -161,9 +161,7 @@ class LLMEngine:
     def cache_key(self, messages: list[BaseMessage]) -> str:
         """Content address of a request: model, decoding params, prompt version, schema, input."""
         payload = json.dumps([(m.type, m.text) for m in messages], ensure_ascii=False)
-        return hashlib.sha256(
-            (self._fingerprint + payload).encode("utf-8", "surrogatepass")
-        ).hexdigest()
+        return sha256_hex(self._fingerprint + payload)
 
     @property
     def cost(self) -> float:

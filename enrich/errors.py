@@ -11,23 +11,18 @@ class EnrichError(Exception):
 
 
 class TransientError(EnrichError):
-    """A failure that may pass if the same work is tried again (timeouts, 429, 5xx)."""
+    """A failure that may pass if the same work is tried again (timeouts, 429, 5xx).
+
+    enrich itself never raises it: it is the hook for a custom chat model or connector to say
+    "retry me" (the engine retries it like a provider's 429 or timeout)."""
 
 
 class InputError(EnrichError, ValueError):
     """The input frame cannot be enriched as given (missing column, duplicate ids, ...)."""
 
 
-class SchemaError(EnrichError, ValueError):
-    """An LLM answer did not validate against the output schema."""
-
-
 class StoreError(EnrichError):
     """The feature store cannot be opened or written (not DuckDB, newer schema, locked...)."""
-
-
-class BudgetExceeded(EnrichError):
-    """The run reached its token or cost cap; the rows not reached are recorded as such."""
 
 
 _SECRET_PATTERNS = (

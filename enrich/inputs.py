@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from enrich.errors import InputError
+from enrich.hashing import sha256_hex
 
 KEY = "_key"
 HASH = "input_hash"
@@ -90,7 +90,7 @@ def row_hash(values: dict[str, str | None]) -> str:
     canonical = json.dumps(
         {k: v for k, v in values.items() if v is not None}, sort_keys=True, ensure_ascii=False
     )
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    return sha256_hex(canonical)
 
 
 def _check_ids(frame: pl.DataFrame, id_col: str) -> None:

@@ -21,7 +21,7 @@ from enrich.embedding import Embedder, embed_texts
 from enrich.engine import Answer, LLMEngine
 from enrich.errors import redact
 from enrich.inputs import HASH, KEY
-from enrich.report import RunReport, _now
+from enrich.report import RunReport, utc_now
 from enrich.schemas import profile_text
 from enrich.store import PROFILE_TABLES, Store
 
@@ -199,7 +199,7 @@ def _profile_rows(
         pl.Series("embedding", vectors, pl.Array(pl.Float32, embedder.dim)),
         pl.lit(embedder.name).alias("embedding_model"),
         pl.lit(report.run_id).alias("run_id"),
-        pl.lit(_now()).alias("created_at"),
+        pl.lit(utc_now()).alias("created_at"),
     )
 
 
@@ -250,12 +250,12 @@ def _account(report: RunReport, engine: LLMEngine) -> None:
         usage.tokens_out,
     )
     report.cost, report.llm_seconds = engine.cost, usage.llm_seconds
-    report.total_seconds = (_now() - report.started_at).total_seconds()
+    report.total_seconds = (utc_now() - report.started_at).total_seconds()
 
 
 def _finish(report: RunReport, engine: LLMEngine, store: Store, started: float) -> None:
     _account(report, engine)
-    report.finished_at = _now()
+    report.finished_at = utc_now()
     report.total_seconds = time.perf_counter() - started
     if report.status == "running":
         report.status = "partial" if report.rows_failed else "ok"

@@ -48,10 +48,7 @@ class RateLimiter:
     def acquire(self, tokens: int = 0) -> None:
         while True:
             with self._lock:
-                wait = max(
-                    self._requests.wait_for(1) if self._requests else 0.0,
-                    0.0,
-                )
+                wait = self._requests.wait_for(1) if self._requests else 0.0
                 if wait == 0.0 and self._tokens is not None:
                     wait = self._tokens.wait_for(tokens)
                     if wait and self._requests is not None:

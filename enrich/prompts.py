@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import re
@@ -28,6 +27,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel
 
 from enrich.errors import InputError
+from enrich.hashing import sha256_hex
 
 _TAG = re.compile(r"<[/!?]?[A-Za-z][^<>]{0,500}>|<!--.*?-->", re.S)
 _CUT_TAG = re.compile(  # a tag cut before its '>' at the end of the text: "<span class="x"
@@ -140,7 +140,7 @@ class PromptTemplate:
             },
             sort_keys=True,
         )
-        digest = hashlib.sha256(content.encode()).hexdigest()[:10]
+        digest = sha256_hex(content)[:10]
         return f"{self.name}-v{self.version}-{digest}"
 
     def system_message(self, schema: type[BaseModel]) -> str:

@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
+    """Now in UTC, without a time zone (as every timestamp column of the store holds it)."""
     return datetime.now(UTC).replace(tzinfo=None)
 
 
@@ -48,7 +49,7 @@ class RunReport:
     settings: str | None = None
     """The run's :class:`EnrichSettings` as JSON."""
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    started_at: datetime = field(default_factory=_now)
+    started_at: datetime = field(default_factory=utc_now)
     finished_at: datetime | None = None
     failures: dict[str, str] = field(default_factory=dict)
     """Failed entity id -> ``stage: error`` (also in the ``enrich_errors`` table)."""
@@ -57,10 +58,6 @@ class RunReport:
     def rows_enriched(self) -> int:
         """Feature rows written by this run (from the cache or from new LLM answers)."""
         return self.cache_hits + self.rows_generated
-
-    @property
-    def items_per_second(self) -> float:
-        return self.rows_enriched / self.total_seconds if self.total_seconds else 0.0
 
     def balanced(self) -> bool:
         parts = self.rows_skipped + self.cache_hits + self.rows_generated + self.rows_failed

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Callable
@@ -26,6 +25,8 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import BaseModel, PrivateAttr
 
+from enrich.embedding import normalize
+from enrich.hashing import sha256_hex
 from enrich.llm.embedded import parse_json_output
 
 GOOD = {  # valid for ItemProfile and FreeTextItemProfile alike (extra fields are ignored)
@@ -46,12 +47,8 @@ class HashEmbedder:
     dim = 8
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        rows = [
-            np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).random(8)
-            for t in texts
-        ]
-        vectors = np.asarray(rows, dtype=np.float32).reshape(len(texts), self.dim)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        rows = [np.random.default_rng(int(sha256_hex(t)[:8], 16)).random(8) for t in texts]
+        return normalize(np.asarray(rows, dtype=np.float32).reshape(len(texts), self.dim))
 
 
 class ScriptedChat(BaseChatModel):

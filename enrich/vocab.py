@@ -28,13 +28,11 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import numpy as np
@@ -45,9 +43,11 @@ from enrich.config import EnrichSettings
 from enrich.embedding import embed_texts, resolve_embedder
 from enrich.engine import LLMEngine
 from enrich.errors import EnrichError, InputError
+from enrich.hashing import sha256_hex
 from enrich.llm import model_id, resolve_llm
 from enrich.profiles import item_job
 from enrich.prompts import PromptTemplate
+from enrich.report import utc_now
 from enrich.schemas import Keyword, distinct
 from enrich.store import Store
 
@@ -95,7 +95,7 @@ class Vocabulary:
     def version(self) -> str:
         """A hash of the name and the labels in order."""
         content = json.dumps([self.name, list(self.labels)], ensure_ascii=False)
-        return hashlib.sha256(content.encode()).hexdigest()[:10]
+        return sha256_hex(content)[:10]
 
     def save(self, store: Store) -> None:
         """Record it in the store's ``vocabularies`` table (idempotent)."""
@@ -115,7 +115,7 @@ class Vocabulary:
                 self.llm_calls,
                 self.tokens_in,
                 self.tokens_out,
-                datetime.now(UTC).replace(tzinfo=None),
+                utc_now(),
             ],
         )
 
@@ -207,7 +207,7 @@ def induce_vocabulary(
             for a in answers.values()
             if a.output is not None
         ]
-        labels, counts = _merge(keywords, resolve_embedder(embedder), opened, similarity)
+        labels, counts = merge_keywords(keywords, resolve_embedder(embedder), opened, similarity)
         keep = [(lab, n) for lab, n in zip(labels, counts, strict=True) if n >= min_items][:k]
         if not keep:
             raise EnrichError(
@@ -246,7 +246,7 @@ def _canonical(keyword: str) -> str:
     return " ".join(keyword.lower().replace("_", " ").split()).strip(" .,;:-")
 
 
-def _merge(
+def merge_keywords(
     keywords: list[list[str]], embedder: Any, store: Store, similarity: float
 ) -> tuple[list[str], list[int]]:
     """Labels by items seen on, near-duplicates merged into the commonest spelling."""

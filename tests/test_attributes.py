@@ -19,7 +19,7 @@ from enrich.prompts import PromptTemplate, clean_text
 from enrich.schemas import FreeTextItemProfile, ItemProfile
 from enrich.store import Store
 from enrich.testing import GOOD, ScriptedChat
-from enrich.vocab import Vocabulary, _merge, controlled, induce_vocabulary
+from enrich.vocab import Vocabulary, controlled, induce_vocabulary, merge_keywords
 
 BABE = {"item_id": [8], "title": ["Babe (1995)"], "genres": ["Children's|Comedy|Drama"]}
 SOURCE = PromptTemplate.for_items().data_block({"title": "Babe (1995)", "genres": "Comedy"})
@@ -205,7 +205,7 @@ def test_facets_reach_the_ranker_as_codes_multi_hot_numbers_and_affinity() -> No
 
 def test_near_duplicate_keywords_merge_into_the_commonest(embedder) -> None:
     keywords = [["friendship", "war"], ["friendships", "war"], ["friendship"], ["cooking"]]
-    labels, counts = _merge(keywords, embedder, Store.open(None), similarity=0.8)
+    labels, counts = merge_keywords(keywords, embedder, Store.open(None), similarity=0.8)
     assert labels == ["friendship", "war", "cooking"] and counts == [3, 2, 1]
 
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 import enrich
 from enrich.errors import EnrichError
 from enrich.llm.batched import BatchDecoder, grammar_for_schema
-from enrich.llm.embedded import _ROLES, _WORKER, ChatEmbedded, chat_tokens
+from enrich.llm.embedded import ROLES, WORKER, ChatEmbedded, chat_tokens
 from enrich.prompts import PromptTemplate
 from enrich.schemas import ItemProfile
 from enrich.store import Store
@@ -25,7 +25,7 @@ GRAMMAR = grammar_for_schema(json.dumps(SCHEMA))
 def _chats(items: pl.DataFrame) -> list[list[dict[str, str]]]:
     prompt = PromptTemplate.for_items()
     return [
-        [{"role": _ROLES[m.type], "content": m.text} for m in prompt.render(v, ItemProfile)]
+        [{"role": ROLES[m.type], "content": m.text} for m in prompt.render(v, ItemProfile)]
         for v in items.select("title", "genres").to_dicts()
     ]
 
@@ -40,11 +40,11 @@ def _valid(text: str) -> bool:
 
 @pytest.fixture(scope="module")
 def llama(chat: ChatEmbedded):
-    return chat._llama()
+    return chat.llama()
 
 
 def _decoder(llama, **kwargs) -> BatchDecoder:
-    return _WORKER.submit(BatchDecoder, llama, run_on=_WORKER.submit, **kwargs).result()
+    return WORKER.submit(BatchDecoder, llama, run_on=WORKER.submit, **kwargs).result()
 
 
 def test_single_sequence_reproduces_create_chat_completion(llama, ml_items) -> None:
@@ -56,7 +56,7 @@ def test_single_sequence_reproduces_create_chat_completion(llama, ml_items) -> N
             tokens, shared = chat_tokens(llama, chat)
             assert 50 < shared < len(tokens)  # the system turn is the shared prefix
             ours = decoder.submit(tokens, prefix_len=shared, grammar=GRAMMAR).result()
-            theirs = _WORKER.submit(
+            theirs = WORKER.submit(
                 llama.create_chat_completion,
                 messages=chat,
                 response_format={"type": "json_object", "schema": SCHEMA},
@@ -68,7 +68,7 @@ def test_single_sequence_reproduces_create_chat_completion(llama, ml_items) -> N
             assert ours.text == theirs["choices"][0]["message"]["content"]
             assert ours.completion_tokens == theirs["usage"]["completion_tokens"]
     finally:
-        _WORKER.submit(decoder.close).result()
+        WORKER.submit(decoder.close).result()
 
 
 def test_more_requests_than_sequences_all_finish_and_validate(llama, ml_items) -> None:
@@ -82,7 +82,7 @@ def test_more_requests_than_sequences_all_finish_and_validate(llama, ml_items) -
         ]
         done = [f.result(timeout=600) for f in futures]
     finally:
-        _WORKER.submit(decoder.close).result()
+        WORKER.submit(decoder.close).result()
     assert all(_valid(d.text) for d in done), [d.text for d in done]
     assert {d.finish_reason for d in done} == {"stop"}
     assert decoder.stats.shared_tokens > 0  # the system turn was copied, not decoded, 7 times
@@ -99,7 +99,7 @@ def test_a_prompt_longer_than_a_sequence_fails_alone(llama, ml_items) -> None:
             too_long.result()
         assert _valid(fine.result(timeout=300).text)
     finally:
-        _WORKER.submit(decoder.close).result()
+        WORKER.submit(decoder.close).result()
 
 
 def test_an_answer_cut_at_max_tokens_is_reported_as_length(llama, ml_items) -> None:
@@ -108,7 +108,7 @@ def test_an_answer_cut_at_max_tokens_is_reported_as_length(llama, ml_items) -> N
         tokens, k = chat_tokens(llama, _chats(ml_items.head(1))[0])
         done = decoder.submit(tokens, prefix_len=k, grammar=GRAMMAR, max_tokens=6).result()
     finally:
-        _WORKER.submit(decoder.close).result()
+        WORKER.submit(decoder.close).result()
     assert done.finish_reason == "length"
     assert done.completion_tokens == 6
 
@@ -138,7 +138,7 @@ def test_langchain_batch_is_decoded_together(ml_items) -> None:
     prompt = PromptTemplate.for_items()
     rows = ml_items.slice(60, 4).select("title", "genres").to_dicts()
     messages = [prompt.render(v, ItemProfile) for v in rows]
-    decoder = chat._decoder()
+    decoder = chat.decoder()
     calls_before, tokens_before = decoder.stats.decode_calls, decoder.stats.completion_tokens
     results = runnable.batch(messages, config={"max_concurrency": 4})
     assert all(isinstance(r, ItemProfile) for r in results)

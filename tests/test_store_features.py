@@ -100,7 +100,7 @@ def test_forward_migration_from_an_older_store(tmp_path) -> None:
     )
     con.close()
     store = Store.open(path)
-    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert store.schema_version() == SCHEMA_VERSION
     assert store.con.execute("SELECT run_id, settings FROM runs").fetchall() == [("old", None)]
     assert store.con.execute("SELECT count(*) FROM eval_runs").fetchall() == [(0,)]
 

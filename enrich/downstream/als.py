@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from sklearn.linear_model import Ridge
 from threadpoolctl import threadpool_limits
 
+from enrich.embedding import normalize
 from enrich.errors import EnrichError
 
 
@@ -120,8 +121,8 @@ def nearest_items(
     """Top ``k`` items by cosine similarity to each user's vector (``user_id, embedding``)."""
     users = user_vectors["user_id"].cast(pl.Utf8).to_list()
     items = item_vectors["item_id"].cast(pl.Utf8).to_list()
-    u = unit(np.asarray(user_vectors["embedding"].to_list(), dtype=np.float32))
-    i = unit(np.asarray(item_vectors["embedding"].to_list(), dtype=np.float32))
+    u = normalize(np.asarray(user_vectors["embedding"].to_list(), dtype=np.float32))
+    i = normalize(np.asarray(item_vectors["embedding"].to_list(), dtype=np.float32))
     scores = u @ i.T
     _mask(scores, users, items, exclude)
     return top_k(scores, users, items, k)
@@ -159,7 +160,7 @@ def history_vectors(
     users = joined["user_id"].to_numpy()
     matrix = np.asarray(joined["embedding"].to_list(), dtype=np.float32)
     names, starts, counts = np.unique(users, return_index=True, return_counts=True)
-    means = unit(np.add.reduceat(matrix, starts) / counts[:, None])
+    means = normalize(np.add.reduceat(matrix, starts) / counts[:, None])
     return pl.DataFrame(
         {"user_id": names.tolist(), "embedding": means.tolist()},
         schema={"user_id": pl.Utf8, "embedding": pl.List(pl.Float32)},
@@ -170,12 +171,6 @@ def top_by_count(history: pl.DataFrame) -> pl.DataFrame:
     """``item_id, len``: items by number of interactions in ``history``, most first; ties broken
     by id, so the order (and every boundary drawn on it) is the same on every run."""
     return history.group_by("item_id").len().sort("len", "item_id", descending=[True, False])
-
-
-def unit(matrix: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero)."""
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms == 0, 1, norms)
 
 
 def _mask(

@@ -54,10 +54,6 @@ def new_user_prompt(
     )
 
 
-NEW_USER_PROMPT = new_user_prompt()
-"""The new-user prompt of the MovieLens preset."""
-
-
 def raw_text(items: pl.DataFrame, text_cols: tuple[str, ...]) -> pl.Series:
     """The item text an embedder sees without an LLM: the text columns joined."""
     return items.select(

@@ -26,7 +26,6 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,6 +68,7 @@ from enrich.embedding import resolve_embedder
 from enrich.llm import model_id, resolve_llm
 from enrich.plan import HEADER, JobPlan
 from enrich.prompts import PromptTemplate
+from enrich.report import utc_now
 from enrich.schemas import FreeTextItemProfile, ItemProfile, UserProfile
 from enrich.sqlfiles import read_sql
 from enrich.store import Store
@@ -81,7 +81,6 @@ NEW_USERS = "new users"
 """Segment (in ``eval_runs``) and cost row of users with no history before the window."""
 COLD_PLACEMENT = "cold items: placement"
 """Segment (in ``eval_runs``) of the cold-item table: ALS with each map vs. popularity."""
-MDE_METRIC = "ndcg@10"
 
 
 class EvalConfig(BaseModel):
@@ -580,7 +579,7 @@ def _record(
     rows = pl.concat([result.summary, *systems], how="diagonal_relaxed")
     rows = rows.select([c for c in _EVAL_COLUMNS if c in rows.columns]).with_columns(
         pl.lit(result.eval_id).alias("eval_id"),
-        pl.lit(datetime.now(UTC).replace(tzinfo=None)).alias("created_at"),
+        pl.lit(utc_now()).alias("created_at"),
         pl.lit(config.dataset).alias("dataset"),
         pl.lit(model).alias("model"),
         pl.lit(PromptTemplate.for_items().version_id(FreeTextItemProfile)).alias("prompt_version"),

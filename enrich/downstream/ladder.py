@@ -11,12 +11,17 @@ held-out training users stops improving, so it learns what to add to ALS, not to
 Rungs are data (:class:`Rung`): a rung names the features it adds, so a new rung is one more
 entry, not a copy of the loop::
 
+    def price_features(candidates: pl.DataFrame, window: Window) -> pl.DataFrame:
+        # user_id, item_id and your columns, from what is known before window.start
+        return candidates.select("user_id", "item_id").join(prices, on="item_id", how="left")
+
     my_rung = Rung("6", "+ my price features", features=("text", "llm"), extra=price_features)
-    results = run_fold(fold, enriched, seed=0, rungs=(*DEFAULT_RUNGS, my_rung))
+    results = run_fold(fold, pool, seed=0, rungs=(*DEFAULT_RUNGS, my_rung))
 
 Example:
     >>> protocol = make_protocol(data.interactions, "global")             # doctest: +SKIP
-    >>> per_user = run_fold(protocol.folds[0], enriched, seed=0)         # doctest: +SKIP
+    >>> pool = Candidates(enriched, k=100)                               # doctest: +SKIP
+    >>> per_user = run_fold(protocol.folds[0], pool, seed=0)             # doctest: +SKIP
     >>> per_user.filter(pl.col("segment") == "cold items")              # doctest: +SKIP
 """
 

@@ -12,7 +12,8 @@ attributes (ML-100K: age, gender and occupation):
     popularity + LLM profile    z-scored log popularity + z-scored profile similarity
 
 Example:
-    >>> per_user = new_user_systems(split, users, enriched, profiles)   # doctest: +SKIP
+    >>> per_user = new_user_systems(window, data.users, enriched,
+    ...                             attribute_vectors, profiles)        # doctest: +SKIP
     >>> per_user.group_by("system").agg(pl.col("recall@20").mean())     # doctest: +SKIP
 """
 
@@ -21,10 +22,11 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from enrich.downstream.als import nearest_items, top_by_count, top_k, unit, with_rank
+from enrich.downstream.als import nearest_items, top_by_count, top_k, with_rank
 from enrich.downstream.enrichment import Enriched
 from enrich.downstream.metrics import ranking_metrics
 from enrich.downstream.protocols import Window
+from enrich.embedding import normalize
 
 AGE_BANDS = (25, 35, 50)
 """Upper bounds of the age bands of ``age`` (last band: 50 and over); other numeric attributes
@@ -107,8 +109,8 @@ def _blend(
     )
     pop = np.log1p(counts.astype(np.float64))
     pop = (pop - pop.mean()) / (pop.std() or 1.0)
-    u = unit(np.asarray(profiles["embedding"].to_list(), dtype=np.float32))
-    i = unit(np.asarray(item_vectors["embedding"].to_list(), dtype=np.float32))
+    u = normalize(np.asarray(profiles["embedding"].to_list(), dtype=np.float32))
+    i = normalize(np.asarray(item_vectors["embedding"].to_list(), dtype=np.float32))
     cos = u @ i.T
     cos = (cos - cos.mean(axis=1, keepdims=True)) / (cos.std(axis=1, keepdims=True) + 1e-9)
     scores = cos + pop[None, :]

@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 from sklearn.decomposition import PCA
 
-from enrich.downstream.als import unit
+from enrich.embedding import normalize
 
 KEYS = ("user_id", "item_id")
 TOP_CATEGORIES = 30
@@ -236,8 +236,8 @@ def pair_cosine(
     pairs: pl.DataFrame, user_vectors: pl.DataFrame, item_vectors: pl.DataFrame
 ) -> np.ndarray:
     """Cosine between each pair's user vector and item vector (NaN where one is missing)."""
-    u = unit(np.asarray(user_vectors["embedding"].to_list(), dtype=np.float32))
-    i = unit(np.asarray(item_vectors["embedding"].to_list(), dtype=np.float32))
+    u = normalize(np.asarray(user_vectors["embedding"].to_list(), dtype=np.float32))
+    i = normalize(np.asarray(item_vectors["embedding"].to_list(), dtype=np.float32))
     u_row = _rows(pairs["user_id"], user_vectors["user_id"])
     i_row = _rows(pairs["item_id"], item_vectors["item_id"])
     out = np.full(pairs.height, np.nan, dtype=np.float32)

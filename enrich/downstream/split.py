@@ -44,9 +44,6 @@ class TemporalSplit:
             return pl.concat([self.train, self.validation])
         raise EnrichError(f"period must be 'validation' or 'test', not {period!r}")
 
-    def start(self, period: str) -> datetime:
-        return self.validation_start if period == "validation" else self.test_start
-
 
 def temporal_split(
     ratings: pl.DataFrame,

@@ -141,7 +141,7 @@ class BatchDecoder:
         n_ctx_seq: context of each sequence (prompt + answer); longer requests are refused.
         n_threads: CPU threads for decoding.
         repeat_penalty: llama.cpp's repeat penalty over the last ``penalty_last_n`` tokens.
-        flash_attn: flash attention (no faster on 2 CPU cores; last-digit logit differences).
+        flash_attn: flash attention (off by default: see ``ChatEmbedded.flash_attn``).
         run_on: schedules the decoding loop; default: a new thread per busy period.
     """
 

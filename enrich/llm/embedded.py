@@ -40,7 +40,8 @@ from enrich.llm.batched import BatchDecoder, grammar_for_schema
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL_ID = "smollm2-135m-instruct-q4_1"
-_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+"""LangChain message types as chat-template roles."""
 
 
 def default_model_path() -> Path:
@@ -60,7 +61,7 @@ def default_model_path() -> Path:
 # - llama.cpp's OpenMP thread team belongs to the calling thread: calls from ever new threads (as
 #   LangChain's batch and RunnableParallel make) start new teams while the old ones still spin,
 #   which measured 1.7x slower on 2 cores.
-_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrich-llama")
+WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrich-llama")
 
 
 _MADE: dict[tuple[Any, ...], Any] = {}
@@ -73,7 +74,7 @@ def _made_on_worker(fn: Any, *args: Any) -> Any:
     """
     key = (fn, *args)
     if key not in _MADE:
-        _MADE[key] = _WORKER.submit(fn, *args).result()  # fn is lru_cached: one per key
+        _MADE[key] = WORKER.submit(fn, *args).result()  # fn is lru_cached: one per key
     return _MADE[key]
 
 
@@ -99,7 +100,7 @@ def _decoder(
         n_threads=n_threads,
         repeat_penalty=penalty,
         flash_attn=flash,
-        run_on=_WORKER.submit,
+        run_on=WORKER.submit,
     )
     atexit.register(decoder.close)  # registered after llama.close, so it runs before it
     return decoder
@@ -152,7 +153,7 @@ class ChatEmbedded(BaseChatModel):
     """Name recorded as ``model`` in feature tables and cache keys."""
     n_ctx: int = 2048
     """Context length in tokens (prompt + answer)."""
-    n_threads: int = max(os.cpu_count() or 1, 1)
+    n_threads: int = os.cpu_count() or 1
     """CPU threads for decoding."""
     temperature: float = 0.0
     """0 decodes greedily, so the same prompt gives the same answer."""
@@ -165,8 +166,9 @@ class ChatEmbedded(BaseChatModel):
     """Requests decoded together (continuous batching); 1 decodes one at a time. A batching
     detail, not part of the answer's identity: it is left out of cache keys."""
     flash_attn: bool = False
-    """Flash attention in the batched context: 5-20% faster in the benchmark, but its last-digit
-    differences in logits sent one answer of 200 into a loop (cut at max_tokens), so it is off."""
+    """Flash attention in the batched context: off. Not reliably faster on 2 CPU cores (~4% in
+    one run, within run-to-run noise), and its last-digit logit differences sent one answer of
+    200 into a loop (cut at max_tokens)."""
 
     @property
     def _llm_type(self) -> str:
@@ -182,7 +184,8 @@ class ChatEmbedded(BaseChatModel):
             "seed": self.seed,
         }
 
-    def _llama(self) -> Any:
+    def llama(self) -> Any:
+        """The loaded ``llama_cpp.Llama`` (loaded once, on the decoding thread)."""
         path = self.model_path or str(default_model_path())
         return _made_on_worker(_load, path, self.n_ctx, self.n_threads, self.seed)
 
@@ -195,13 +198,13 @@ class ChatEmbedded(BaseChatModel):
     ) -> ChatResult:
         schema = kwargs.get("json_schema")
         max_tokens = kwargs.get("max_tokens", self.max_tokens)
-        chat = [{"role": _ROLES.get(m.type, "user"), "content": m.text} for m in messages]
-        llama = self._llama()
+        chat = [{"role": ROLES.get(m.type, "user"), "content": m.text} for m in messages]
+        llama = self.llama()
         if self.temperature == 0 and not stop:
             # The system turn (and whatever else leads every prompt) is decoded once, shared.
             tokens, shared = chat_tokens(llama, chat)
             done = (
-                self._decoder()
+                self.decoder()
                 .submit(
                     tokens,
                     prefix_len=shared,
@@ -213,7 +216,7 @@ class ChatEmbedded(BaseChatModel):
             text, finish = done.text, done.finish_reason
             tokens_in, tokens_out = done.prompt_tokens, done.completion_tokens
         else:  # sampling or stop strings: llama-cpp-python's own loop, one request at a time
-            out = _WORKER.submit(
+            out = WORKER.submit(
                 llama.create_chat_completion,
                 messages=chat,
                 response_format={"type": "json_object", "schema": schema} if schema else None,
@@ -243,11 +246,12 @@ class ChatEmbedded(BaseChatModel):
     ) -> int:
         """Prompt tokens of ``messages`` exactly as this model is sent them (its own
         tokenizer and chat template)."""
-        chat = [{"role": _ROLES.get(m.type, "user"), "content": m.text} for m in messages]
-        llama = self._llama()
+        chat = [{"role": ROLES.get(m.type, "user"), "content": m.text} for m in messages]
+        llama = self.llama()
         return len(_tokens(llama, chat))  # the vocabulary only: no decoding thread needed
 
-    def _decoder(self) -> BatchDecoder:
+    def decoder(self) -> BatchDecoder:
+        """The :class:`BatchDecoder` serving this model's settings (made once)."""
         path = self.model_path or str(default_model_path())
         return _made_on_worker(
             _decoder,
