@@ -18,18 +18,23 @@ METRICS = ("ndcg@10", "recall@10", "recall@20", "mrr")
 
 
 def ranking_metrics(
-    ranked: pl.DataFrame, relevant: pl.DataFrame, ks: tuple[int, ...] = (10, 20)
+    ranked: pl.DataFrame,
+    relevant: pl.DataFrame,
+    ks: tuple[int, ...] = (10, 20),
+    ndcg_k: int = 10,
 ) -> pl.DataFrame:
-    """Per user with at least one relevant item: ``ndcg@k`` (k = 10), ``recall@k`` for each k,
-    and ``mrr``. ``ranked`` has ``user_id, item_id, rank`` (1 = best); ``relevant`` has
-    ``user_id, item_id``. Users with relevant items but no ranking score 0.
+    """Per user with at least one relevant item: ``ndcg@<ndcg_k>``, ``recall@k`` for each k,
+    and ``mrr``, with binary relevance, as trec_eval defines them (``ndcg_cut``, ``recall``,
+    ``recip_rank``; cross-checked against ir-measures in the tests). ``ranked`` has
+    ``user_id, item_id, rank`` (1 = best); ``relevant`` has ``user_id, item_id``. Users with
+    relevant items but no ranking score 0.
     """
     truth = relevant.select("user_id", "item_id").unique()
     n_rel = truth.group_by("user_id").agg(pl.len().alias("n_rel"))
     hits = ranked.select("user_id", "item_id", "rank").join(
         truth, on=["user_id", "item_id"], how="semi"
     )
-    k_ndcg = 10
+    k_ndcg = ndcg_k
     per_user = hits.group_by("user_id").agg(
         (1.0 / (pl.col("rank").filter(pl.col("rank") <= k_ndcg) + 1).log(2)).sum().alias("dcg"),
         *[(pl.col("rank") <= k).sum().alias(f"hits@{k}") for k in ks],
