@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -23,20 +23,35 @@ from enrich.errors import redact
 from enrich.inputs import HASH, KEY
 from enrich.report import RunReport, utc_now
 from enrich.schemas import profile_text
-from enrich.store import PROFILE_TABLES, Store
+from enrich.store import Store, profile_kind
 
 Progress = Callable[[int], None]
 
 
 @dataclass
 class JobInput:
-    """Rows to profile: ``frame`` has ``_key`` and ``input_hash`` (+ stored extras), one message
-    list per row (``None`` where the row has nothing to describe: recorded as an input error)."""
+    """Rows to profile: ``frame`` has ``_key`` and ``input_hash`` (+ the kind's extra columns,
+    :class:`enrich.store.ProfileKind`), one message list per row (``None`` where the row has
+    nothing to describe: recorded as an input error)."""
 
     frame: pl.DataFrame
     messages: list[list[BaseMessage] | None]
     empty_reason: str = "the row has no text to describe"
-    extra_cols: tuple[str, ...] = ()
+
+
+@dataclass
+class Run:
+    """What every step of one run works with (the run context)."""
+
+    kind: str
+    job: JobInput
+    engine: LLMEngine
+    embedder: Embedder
+    store: Store
+    settings: EnrichSettings
+    report: RunReport
+    seen: dict[str, Answer] = field(default_factory=dict)
+    """Answers of this run by cache key, so a prompt repeated across chunks is sent once."""
 
 
 def run_job(
@@ -58,64 +73,54 @@ def run_job(
         rows_in=job.frame.height,
         settings=settings.model_dump_json(),
     )
+    run = Run(kind, job, engine, embedder, store, settings, report)
     store.ensure_profile_tables(embedder.dim)
     store.record_run(report.as_row())
     try:
-        fresh = _enrich(kind, job, engine, embedder, store, settings, report, progress)
+        fresh = _enrich(run, progress)
     except BaseException as exc:
         report.status, report.error = "failed", redact(f"{type(exc).__name__}: {exc}")[:2000]
-        _finish(report, engine, store, started)
+        _finish(run, started)
         raise
-    _finish(report, engine, store, started)
-    return _output(kind, job.frame, fresh, store, report), report
+    _finish(run, started)
+    return _output(run, fresh), report
 
 
-def _enrich(
-    kind: str,
-    job: JobInput,
-    engine: LLMEngine,
-    embedder: Embedder,
-    store: Store,
-    settings: EnrichSettings,
-    report: RunReport,
-    progress: Progress | None,
-) -> list[pl.DataFrame]:
-    frame = job.frame.with_columns(pl.Series("_msg", range(job.frame.height), pl.Int64))
-    done = store.already_profiled(
-        kind, frame.select(KEY, HASH), engine.model, engine.prompt_version
+def _enrich(run: Run, progress: Progress | None) -> list[pl.DataFrame]:
+    engine, report = run.engine, run.report
+    frame = run.job.frame.with_columns(pl.Series("_msg", range(run.job.frame.height), pl.Int64))
+    done = run.store.already_profiled(
+        run.kind, frame.select(KEY, HASH), engine.model, engine.prompt_version
     )
     report.rows_skipped = done.height
     todo = frame.join(done.select(KEY), on=KEY, how="anti", maintain_order="left")
-    seen: dict[str, Answer] = {}  # answers of this run, so repeated prompts are sent once
     fresh: list[pl.DataFrame] = []
-    for start in range(0, todo.height, settings.chunk_size):
-        chunk = todo.slice(start, settings.chunk_size)
+    for start in range(0, todo.height, run.settings.chunk_size):
+        chunk = todo.slice(start, run.settings.chunk_size)
         if not engine.budget_left():
             report.status = "budget_exceeded"
             _record_failures(
-                store,
-                report,
+                run,
                 chunk[KEY].to_list(),
                 "budget",
                 "the run's token/cost budget was spent before this row; run again",
             )
             continue
-        fresh.append(_chunk(kind, chunk, job, engine, embedder, store, report, seen))
+        fresh.append(_chunk(run, chunk))
         if progress:
             progress(chunk.height)
     return fresh
 
 
-def _chunk(
-    kind: str,
-    chunk: pl.DataFrame,
-    job: JobInput,
-    engine: LLMEngine,
-    embedder: Embedder,
-    store: Store,
-    report: RunReport,
-    seen: dict[str, Answer],
-) -> pl.DataFrame:
+def _chunk(run: Run, chunk: pl.DataFrame) -> pl.DataFrame:
+    job, engine, embedder, store, report, seen = (
+        run.job,
+        run.engine,
+        run.embedder,
+        run.store,
+        run.report,
+        run.seen,
+    )
     keys: list[str] = chunk[KEY].to_list()
     messages = [job.messages[i] for i in chunk["_msg"].to_list()]
     empty = [k for k, m in zip(keys, messages, strict=True) if m is None]
@@ -156,58 +161,45 @@ def _chunk(
             by_key = dict(zip(ok_keys, range(len(ok_keys)), strict=True))
             order = [by_key[k] for k in rows[KEY].to_list()]
             table = _profile_rows(
-                kind,
+                run,
                 rows,
-                job,
-                engine,
-                embedder,
-                report,
                 [texts[i] for i in order],
                 [outputs[i] for i in order],
                 vectors[order],
             )
     with store.transaction():  # the rows and the ledger's counters land together
         if table.height:
-            store.upsert_profiles(kind, table.to_arrow())
-        _record_failures(store, report, empty, "input", job.empty_reason, in_transaction=True)
-        _record_errors(store, report, failures)
+            store.upsert_profiles(run.kind, table.to_arrow())
+        _record_failures(run, empty, "input", job.empty_reason, in_transaction=True)
+        _record_errors(run, failures)
         _account(report, engine)
         store.record_run(report.as_row())
     return table
 
 
 def _profile_rows(
-    kind: str,
-    rows: pl.DataFrame,
-    job: JobInput,
-    engine: LLMEngine,
-    embedder: Embedder,
-    report: RunReport,
-    texts: list[str],
-    outputs: list[dict[str, Any]],
-    vectors: Any,
+    run: Run, rows: pl.DataFrame, texts: list[str], outputs: list[dict[str, Any]], vectors: Any
 ) -> pl.DataFrame:
-    _, id_col = PROFILE_TABLES[kind]
+    kind = profile_kind(run.kind)
     return rows.select(
-        pl.col(KEY).alias(id_col),
-        pl.lit(engine.model).alias("model"),
-        pl.lit(engine.prompt_version).alias("prompt_version"),
+        pl.col(KEY).alias(kind.id_col),
+        pl.lit(run.engine.model).alias("model"),
+        pl.lit(run.engine.prompt_version).alias("prompt_version"),
         pl.col(HASH),
-        *[pl.col(c) for c in job.extra_cols],
+        *[pl.col(c) for c in kind.extra_cols],
         pl.Series("profile_text", texts, pl.Utf8),
         pl.Series("attributes", [json.dumps(o) for o in outputs], pl.Utf8),
-        pl.Series("embedding", vectors, pl.Array(pl.Float32, embedder.dim)),
-        pl.lit(embedder.name).alias("embedding_model"),
-        pl.lit(report.run_id).alias("run_id"),
+        pl.Series("embedding", vectors, pl.Array(pl.Float32, run.embedder.dim)),
+        pl.lit(run.embedder.name).alias("embedding_model"),
+        pl.lit(run.report.run_id).alias("run_id"),
         pl.lit(utc_now()).alias("created_at"),
     )
 
 
-def _record_errors(
-    store: Store, report: RunReport, failures: list[tuple[str, str, str, str | None]]
-) -> None:
+def _record_errors(run: Run, failures: list[tuple[str, str, str, str | None]]) -> None:
     if not failures:
         return
+    store, report = run.store, run.report
     report.rows_failed += len(failures)
     report.failures.update({f[0]: f"{f[1]}: {f[2]}" for f in failures})
     store.record_errors(
@@ -225,19 +217,14 @@ def _record_errors(
 
 
 def _record_failures(
-    store: Store,
-    report: RunReport,
-    keys: list[str],
-    stage: str,
-    error: str,
-    in_transaction: bool = False,
+    run: Run, keys: list[str], stage: str, error: str, in_transaction: bool = False
 ) -> None:
     failures = [(k, stage, error, None) for k in keys]
     if in_transaction:
-        _record_errors(store, report, failures)
+        _record_errors(run, failures)
     else:
-        with store.transaction():
-            _record_errors(store, report, failures)
+        with run.store.transaction():
+            _record_errors(run, failures)
 
 
 def _account(report: RunReport, engine: LLMEngine) -> None:
@@ -253,8 +240,9 @@ def _account(report: RunReport, engine: LLMEngine) -> None:
     report.total_seconds = (utc_now() - report.started_at).total_seconds()
 
 
-def _finish(report: RunReport, engine: LLMEngine, store: Store, started: float) -> None:
-    _account(report, engine)
+def _finish(run: Run, started: float) -> None:
+    report, store = run.report, run.store
+    _account(report, run.engine)
     report.finished_at = utc_now()
     report.total_seconds = time.perf_counter() - started
     if report.status == "running":
@@ -262,11 +250,10 @@ def _finish(report: RunReport, engine: LLMEngine, store: Store, started: float) 
     store.record_run(report.as_row())
 
 
-def _output(
-    kind: str, frame: pl.DataFrame, fresh: list[pl.DataFrame], store: Store, report: RunReport
-) -> pl.DataFrame:
+def _output(run: Run, fresh: list[pl.DataFrame]) -> pl.DataFrame:
     """One row per input row: the stored profile (new or skipped), or nulls and the error."""
-    _, id_col = PROFILE_TABLES[kind]
+    kind, frame, store, report = run.kind, run.job.frame, run.store, run.report
+    id_col = profile_kind(kind).id_col
     new = (
         pl.concat([f for f in fresh if f.height], how="vertical")
         if any(f.height for f in fresh)

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from enrich.profiles import profile_items
 from enrich.report import RunReport
-from enrich.store import PROFILE_TABLES, Store
+from enrich.store import KINDS, Store
 
 STAGED_TABLES = {  # table: the columns that identify a row (merging twice adds nothing)
     "llm_cache": ("key",),
@@ -42,7 +42,7 @@ def snapshot(store: Store, report: RunReport) -> StagedRun:
     staged = StagedRun(report=report, dim=store.embedding_dim())
     names = list(STAGED_TABLES)
     if staged.dim is not None:
-        names += [table for table, _ in PROFILE_TABLES.values()]
+        names += [kind.table for kind in KINDS.values()]
     for name in names:
         staged.tables[name] = store.con.sql(f"SELECT * FROM {name}").to_arrow_table()
     return staged
@@ -60,10 +60,10 @@ def merge(store: Store, staged: StagedRun) -> None:
     if staged.dim is not None:
         store.ensure_profile_tables(staged.dim)
     with store.transaction():
-        for kind, (table, _) in PROFILE_TABLES.items():
-            rows = staged.tables.get(table)
+        for kind in KINDS.values():
+            rows = staged.tables.get(kind.table)
             if rows is not None and rows.num_rows:
-                store.upsert_profiles(kind, rows)
+                store.upsert_profiles(kind.name, rows)
         for name, keys in STAGED_TABLES.items():
             rows = staged.tables.get(name)
             if rows is None or not rows.num_rows:

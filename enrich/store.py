@@ -16,6 +16,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,54 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from enrich.errors import StoreError
+from enrich.errors import EnrichError, StoreError
 from enrich.sqlfiles import read_sql, sql_files
 
 SCHEMA_VERSION = 5
-PROFILE_TABLES = {"items": ("item_profiles", "item_id"), "users": ("user_profiles", "user_id")}
+
+
+@dataclass(frozen=True)
+class ProfileKind:
+    """What tells item profiles from user profiles, in one place.
+
+    >>> USERS.key
+    ('user_id', 'model', 'prompt_version', 'as_of')
+    """
+
+    name: str
+    """``items`` or ``users``: the ``kind`` of ``runs`` and ``enrich_errors`` rows."""
+    table: str
+    id_col: str
+    extra_cols: tuple[str, ...] = ()
+    """Columns only this kind's rows have (written by its job)."""
+    extra_key: tuple[str, ...] = ()
+    """Key columns beyond ``(id, model, prompt_version)``: a user has one row per ``as_of``."""
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return (self.id_col, "model", "prompt_version", *self.extra_key)
+
+
+ITEMS = ProfileKind("items", "item_profiles", "item_id")
+USERS = ProfileKind(
+    "users",
+    "user_profiles",
+    "user_id",
+    extra_cols=("as_of", "n_interactions", "is_cold"),
+    extra_key=("as_of",),
+)
+KINDS = {k.name: k for k in (ITEMS, USERS)}
+
+
+def profile_kind(kind: str | ProfileKind) -> ProfileKind:
+    """The :class:`ProfileKind` named ``kind`` (``items`` or ``users``)."""
+    if isinstance(kind, ProfileKind):
+        return kind
+    if kind not in KINDS:
+        raise EnrichError(f"unknown profile kind {kind!r}; known: {', '.join(KINDS)}")
+    return KINDS[kind]
+
+
 _MIGRATION = re.compile(r"^(\d{4})_.*\.sql$")
 
 
@@ -163,7 +207,7 @@ class Store:
         self, kind: str, keys: pl.DataFrame, model: str, prompt_version: str
     ) -> pl.DataFrame:
         """The subset of ``keys`` (``_key``, ``input_hash``) stored with this model and prompt."""
-        table, id_col = PROFILE_TABLES[kind]
+        table, id_col = profile_kind(kind).table, profile_kind(kind).id_col
         if self.embedding_dim() is None or keys.is_empty():
             return keys.clear()
         probe = keys.select("_key", "input_hash").to_arrow()  # noqa: F841 (read by DuckDB)
@@ -185,7 +229,7 @@ class Store:
         """Stored profile rows for ``keys`` with this model and prompt version; with ``hashes``
         (one per key) only the row made from that input — a user has one row per ``as_of``, so
         this picks the one of the history asked for (the newest if several match)."""
-        table, id_col = PROFILE_TABLES[kind]
+        table, id_col = profile_kind(kind).table, profile_kind(kind).id_col
         wanted = pa.table(  # noqa: F841 (read by DuckDB)
             {
                 "_key": pa.array(keys, pa.string()),
@@ -209,9 +253,8 @@ class Store:
         instead of ``INSERT … ON CONFLICT DO UPDATE``, which measured 2.5x slower on 100k rows.
         Run it inside :meth:`transaction` so both land together.
         """
-        table, _ = PROFILE_TABLES[kind]
+        table, keys = profile_kind(kind).table, profile_kind(kind).key
         cols = [f.name for f in rows.schema]
-        keys = _primary_key(kind)
         dim = self.embedding_dim()
         value = {c: f"r.{c}::FLOAT[{dim}]" if c == "embedding" else f"r.{c}" for c in cols}
         self.con.register("enrich_upsert_rows", rows)
@@ -341,14 +384,6 @@ def export_parquet(
             frame.write_parquet(target.with_suffix(".parquet"))
         counts[table] = frame.height
     return counts
-
-
-def _primary_key(kind: str) -> tuple[str, ...]:
-    return (
-        ("item_id", "model", "prompt_version")
-        if kind == "items"
-        else ("user_id", "model", "prompt_version", "as_of")
-    )
 
 
 def translate_error(exc: duckdb.Error, path: str) -> StoreError:

@@ -172,7 +172,6 @@ def user_job(
             f"no interaction before as_of={as_of} and no user attributes: nothing to profile "
             "(pass users= with user_attr_cols=, or an earlier cut-off)"
         ),
-        extra_cols=("as_of", "n_interactions", "is_cold"),
     )
     return job, prompt
 

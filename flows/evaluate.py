@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from enrich.downstream.eval_report import markdown
 from enrich.downstream.evaluate import (
     EvalConfig,
     Prepared,
@@ -28,7 +29,6 @@ from enrich.downstream.evaluate import (
     prepare,
 )
 from enrich.downstream.ladder import cold_item_maps, run_fold
-from enrich.downstream.report import markdown
 from enrich.embedding import resolve_embedder
 from enrich.llm import model_id, resolve_llm
 from enrich.store import Store

@@ -491,7 +491,7 @@ def conclude(
         result.new_users = systems_summary(new, config.bootstrap)
     _record(db, result, config, model, embedding_model, seconds)
     if out_dir is not None:
-        from enrich.downstream.report import write_report
+        from enrich.downstream.eval_report import write_report
 
         result.report_path, result.chart_path = write_report(result, config, Path(out_dir))
     return result
