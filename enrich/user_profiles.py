@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 import polars as pl
@@ -92,20 +93,21 @@ def profile_users(
         ``embedding`` and provenance. A user with no interaction before ``as_of`` and no
         attributes is ``failed`` with the reason; nobody is dropped.
     """
-    job, prompt = user_job(
-        interactions,
-        items,
-        cols=Columns(user_col, item_col, time_col, rating_col),
+    options = UserOptions(
+        user_col=user_col,
+        item_col=item_col,
+        time_col=time_col,
+        rating_col=rating_col,
         as_of=as_of,
-        item_text_cols=item_text_cols,
+        item_text_cols=tuple(item_text_cols),
         use_item_profiles=use_item_profiles,
         users=users,
-        user_attr_cols=user_attr_cols,
+        user_attr_cols=tuple(user_attr_cols),
         history=history,
         schema=schema,
         prompt=prompt,
-        store=store,
     )
+    job, prompt = user_job(interactions, items, options, store)
     if dry_run:
         return plan_profile_job("users", job, schema, prompt, llm, store, settings)
     out, report = run_profile_job(
@@ -114,32 +116,42 @@ def profile_users(
     return (out, report) if with_report else out
 
 
+@dataclass(frozen=True)
+class UserOptions:
+    """How users are read and shown to the LLM: the options :func:`profile_users`,
+    :func:`pending_users` and :func:`render_user_prompts` share (see :func:`profile_users`)."""
+
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    time_col: str = "timestamp"
+    rating_col: str | None = "rating"
+    as_of: TimeLike | None = None
+    item_text_cols: tuple[str, ...] = ("title",)
+    use_item_profiles: bool = False
+    users: Any | None = None
+    user_attr_cols: tuple[str, ...] = ()
+    history: HistoryOptions = DEFAULT_HISTORY
+    schema: type[BaseModel] = UserProfile
+    prompt: PromptTemplate | None = None
+
+
 def user_job(
-    interactions: Any,
-    items: Any | None,
-    *,
-    cols: Columns,
-    as_of: TimeLike | None,
-    item_text_cols: tuple[str, ...],
-    use_item_profiles: bool,
-    users: Any | None,
-    user_attr_cols: tuple[str, ...],
-    history: HistoryOptions,
-    schema: type[BaseModel],
-    prompt: PromptTemplate | None,
-    store: StoreLike,
+    interactions: Any, items: Any | None, options: UserOptions, store: StoreLike
 ) -> tuple[JobInput, PromptTemplate]:
-    """The rows, hashes and prompts of a user run (shared by profile and pending)."""
-    as_of = None if as_of is None else to_datetime(as_of, "as_of")
+    """The rows, hashes and prompts of a user run (shared by profile, pending and render)."""
+    o = options
+    cols = Columns(o.user_col, o.item_col, o.time_col, o.rating_col)
+    history, schema, users, user_attr_cols = o.history, o.schema, o.users, o.user_attr_cols
+    as_of = None if o.as_of is None else to_datetime(o.as_of, "as_of")
     user_col, item_col = cols.user, cols.item
-    text_cols = tuple(item_text_cols)
-    if use_item_profiles and items is not None and store is not None:
+    text_cols = tuple(o.item_text_cols)
+    if o.use_item_profiles and items is not None and store is not None:
         with Store.borrow(store) as opened:
             themes = opened.item_themes()
         items = to_polars(items).with_columns(pl.col(item_col).cast(pl.Utf8).alias("_item_key"))
         items = items.join(themes.rename({"item_id": "_item_key"}), on="_item_key", how="left")
         text_cols += ("themes",)
-    prompt = prompt or PromptTemplate.for_users(
+    prompt = o.prompt or PromptTemplate.for_users(
         extra=history.as_dict()
         | {"item_text_cols": ",".join(text_cols), "user_attr_cols": ",".join(user_attr_cols)}
     )
@@ -177,68 +189,42 @@ def user_job(
 
 
 def pending_users(
-    interactions: Any,
-    items: Any | None,
-    store: StoreLike,
-    *,
-    user_col: str = "user_id",
-    item_col: str = "item_id",
-    time_col: str = "timestamp",
-    rating_col: str | None = "rating",
-    as_of: TimeLike | None = None,
-    item_text_cols: tuple[str, ...] = ("title",),
-    use_item_profiles: bool = False,
-    users: Any | None = None,
-    user_attr_cols: tuple[str, ...] = (),
-    history: HistoryOptions = DEFAULT_HISTORY,
-    llm: LLMLike = None,
-    schema: type[BaseModel] = UserProfile,
-    prompt: PromptTemplate | None = None,
+    interactions: Any, items: Any | None, store: StoreLike, *, llm: LLMLike = None, **options: Any
 ) -> list[Any]:
     """Ids of the users whose history shown to the LLM changed since they were last profiled
-    (with this model and prompt version), or who were never profiled.
+    (with this model and prompt version), or who were never profiled. ``options``: those of
+    :func:`profile_users` (:class:`UserOptions`).
 
     Example:
         >>> todo = pending_users(ratings, items, "features.duckdb", as_of=cutoff)  # doctest: +SKIP
     """
-    job, prompt = user_job(
-        interactions,
-        items,
-        cols=Columns(user_col, item_col, time_col, rating_col),
-        as_of=as_of,
-        item_text_cols=item_text_cols,
-        use_item_profiles=use_item_profiles,
-        users=users,
-        user_attr_cols=user_attr_cols,
-        history=history,
-        schema=schema,
-        prompt=prompt,
-        store=store,
-    )
+    opts = UserOptions(**options)
+    job, prompt = user_job(interactions, items, opts, store)
     with Store.borrow(store) as opened:
         done = opened.already_profiled(
             "users",
             job.frame.select(KEY, "input_hash"),
             model_id(resolve_llm(llm)),
-            prompt.version_id(schema),
+            prompt.version_id(opts.schema),
         )
-    return job.frame.filter(~pl.col(KEY).is_in(done[KEY]))[user_col].to_list()
+    return job.frame.filter(~pl.col(KEY).is_in(done[KEY]))[opts.user_col].to_list()
 
 
 def render_user_prompts(
-    interactions: Any, items: Any | None = None, **kwargs: Any
+    interactions: Any, items: Any | None = None, *, store: StoreLike = None, **options: Any
 ) -> dict[str, str]:
-    """``{user_id: data block}``: exactly what :func:`profile_users` would show the LLM."""
-    history = kwargs.pop("history", HistoryOptions())
-    cols = Columns(
-        kwargs.pop("user_col", "user_id"),
-        kwargs.pop("item_col", "item_id"),
-        kwargs.pop("time_col", "timestamp"),
-        kwargs.pop("rating_col", "rating"),
-    )
-    hist = verbalize(interactions, items, cols=cols, options=history, **kwargs)
-    prompt = PromptTemplate.for_users()
-    return {
-        row[KEY]: prompt.data_block({LABELS[k]: row[k] for k in LABELS if row[k] is not None})
-        for row in hist.select(KEY, *LABELS).to_dicts()
-    }
+    """``{user_id: data block}``: exactly what :func:`profile_users` with the same options would
+    show the LLM (users with nothing to show are left out). ``options``: :class:`UserOptions`.
+
+    Example:
+        >>> import polars as pl
+        >>> log = pl.DataFrame({"user_id": [7], "item_id": [1], "timestamp": [0], "rating": [5]})
+        >>> titles = pl.DataFrame({"item_id": [1], "title": ["Heat (1995)"]})
+        >>> print(render_user_prompts(log, titles)["7"])  # doctest: +ELLIPSIS
+        <history>
+        ...Heat (1995)...
+        </history>
+    """
+    job, _ = user_job(interactions, items, UserOptions(**options), store)
+    keys = job.frame[KEY].to_list()
+    return {k: m[-1].text for k, m in zip(keys, job.messages, strict=True) if m is not None}

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 import enrich
+import enrich.testing
 from enrich.movielens import load_ml100k_items, load_ml100k_ratings, load_ml100k_users
 from enrich.schemas import UserProfile
 from enrich.testing import ScriptedChat
@@ -38,6 +39,20 @@ def test_prompt_never_shows_an_interaction_after_as_of(ml) -> None:
     assert any(t in prompt for t in before)
     n_before = mine.filter(pl.col("timestamp") < CUTOFF).height
     assert f"history: {n_before} interactions" in prompt
+
+
+def test_rendered_prompts_are_the_ones_sent_with_the_same_options(ml) -> None:
+    """render_user_prompts honours prompt= and needs no as_of, like profile_users."""
+    ratings, items, _ = ml
+    log = ratings.filter(pl.col("user_id").is_in([1, 2]))
+    custom = enrich.PromptTemplate.for_users(tag="taste", max_input_tokens=120)
+    shown = enrich.render_user_prompts(log, items, prompt=custom)
+    assert set(shown) == {"1", "2"} and shown["1"].startswith("<taste>\n")
+    llm = ScriptedChat(script=lambda text, attempt: LIKES)
+    enrich.profile_users(log, items, prompt=custom, llm=llm, embedder=enrich.testing.HashEmbedder())
+    assert sorted(c[c.index("<taste>\n") :] for c in llm.calls) == sorted(shown.values())
+    with pytest.raises(TypeError, match="as_off"):
+        enrich.render_user_prompts(log, items, as_off=CUTOFF)  # a misspelt option is refused
 
 
 def test_cold_users_are_profiled_from_what_is_known_or_recorded(ml) -> None:
