@@ -1,14 +1,24 @@
-"""Run settings: typed, documented, read from ``ENRICH_*`` environment variables.
+"""Every setting enrich reads, typed and documented, in one place; each can also come from an
+``ENRICH_*`` environment variable.
+
+- :class:`EnrichSettings`: how one run calls the LLM (concurrency, chunks, retries, rate limits,
+  budget, junk rules); passed as ``settings=`` or read from the environment.
+- :class:`Environment`: what belongs to the machine, not to a run (an API key, where the data
+  lies, torch's threads, the nightly schedule); read when needed, never passed around.
 
 Example:
     >>> EnrichSettings(max_concurrency=8).chunk_size
     64
     >>> # or: ENRICH_MAX_CONCURRENCY=8 in the environment, then EnrichSettings()
+    >>> Environment(torch_threads=2).torch_threads
+    2
 """
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from enrich.junk import JunkRules
@@ -47,3 +57,21 @@ class EnrichSettings(BaseSettings):
     validation error, ``fix_attempts`` times); ``JunkRules(enabled=False)`` turns them off."""
     structured_method: str | None = None
     """Force LangChain's structured-output method (json_schema, function_calling, json_mode)."""
+
+
+class Environment(BaseSettings):
+    """Machine-level settings, from ``ENRICH_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="ENRICH_", frozen=True, extra="ignore")
+
+    llm_api_key: SecretStr | None = None
+    """``ENRICH_LLM_API_KEY``: the key sent to OpenAI-compatible servers enrich builds a client
+    for (else ``OPENAI_API_KEY``; local servers need none). Never written to a table or a log."""
+    data: Path | None = None
+    """``ENRICH_DATA``: the folder holding the MovieLens data sets; when set, the only place
+    looked in (default: ``../shared/data`` and ``./data``)."""
+    torch_threads: int = Field(1, ge=1)
+    """``ENRICH_TORCH_THREADS``: torch's threads, set process-wide when the embedder loads (1:
+    torch's idle threads slowed the embedded LLM 1.6x on 2 cores)."""
+    cron: str = "0 2 * * *"
+    """``ENRICH_CRON``: the nightly deployment's schedule."""

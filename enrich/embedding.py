@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
+from enrich.config import Environment
 from enrich.errors import EnrichError
 from enrich.hashing import sha256_hex
 
@@ -51,15 +52,21 @@ def shipped_model_path() -> Path:
 
 @lru_cache(maxsize=4)
 def _load_sentence_transformer(path: str) -> Any:
+    """Load a local sentence-transformers model. Process-wide side effects, on purpose:
+
+    - ``HF_HUB_OFFLINE=1`` and ``TRANSFORMERS_OFFLINE=1`` unless already set: nothing is
+      downloaded at run time, whatever the model's config asks for;
+    - torch's thread count becomes ``Environment().torch_threads`` (``ENRICH_TORCH_THREADS``,
+      default 1): torch's idle OpenMP threads compete with llama.cpp's for the cores (with 2
+      the embedded LLM measured 1.6x slower on 2 cores), and one thread still embeds ~250
+      texts/s, far above what any LLM writes.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import torch
     from sentence_transformers import SentenceTransformer
 
-    # torch's idle OpenMP threads compete with llama.cpp's for the cores: with 2 torch threads
-    # the embedded LLM measured 1.6x slower on 2 cores. One thread still embeds ~250 texts/s,
-    # far above what any LLM writes. ENRICH_TORCH_THREADS overrides (process-wide).
-    torch.set_num_threads(int(os.environ.get("ENRICH_TORCH_THREADS", "1")))
+    torch.set_num_threads(Environment().torch_threads)
 
     return SentenceTransformer(path, device="cpu")
 

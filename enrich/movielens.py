@@ -9,12 +9,12 @@ Example:
 from __future__ import annotations
 
 import io
-import os
 from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 
+from enrich.config import Environment
 from enrich.errors import InputError
 
 ML100K_GENRES = [
@@ -44,9 +44,9 @@ def find_data_dir(name: str = "ml-100k") -> Path | None:
     """``$ENRICH_DATA/<name>`` when ``ENRICH_DATA`` is set (and only there: a folder that was
     named but lacks the data is not replaced by another one), else ``../shared/data/<name>``
     (from here or the project). None when not found."""
-    named = os.environ.get("ENRICH_DATA")
+    named = Environment().data
     roots = (
-        [named]
+        [str(named)]
         if named
         else [str(Path.cwd() / "../shared/data"), str(Path(__file__).parents[2] / "shared/data")]
     )
@@ -59,7 +59,7 @@ def find_data_dir(name: str = "ml-100k") -> Path | None:
 
 def not_found_message(name: str) -> str:
     """What to tell a user whose MovieLens folder was not found."""
-    named = os.environ.get("ENRICH_DATA")
+    named = Environment().data
     where = f"ENRICH_DATA={named} holds no {name}/ folder" if named else f"{name} not found"
     return (
         f"{where}: set ENRICH_DATA to the folder that holds {name}/ (get it from "

@@ -42,11 +42,11 @@ class NightlyParams(BaseModel):
     text_cols: list[str] | None = None
     llm: str | None = Field(None, description="spec or base URL; None: the embedded model")
     embedder: str | None = None
-    chunk_size: int = Field(64, ge=1, description="rows per mapped task")
-    max_concurrency: int | None = Field(
-        None, ge=1, description="LLM requests in flight per task (default: the model's batch)"
+    settings: EnrichSettings = Field(
+        default_factory=EnrichSettings,
+        description="how each task calls the LLM; settings.chunk_size is also the rows per "
+        "mapped task, settings.max_tokens_total the token budget of each",
     )
-    max_tokens_total: int | None = Field(None, description="token budget per chunk")
     interactions: Source | None = Field(None, description="interaction log; None: items only")
     users: Source | None = Field(None, description="user attributes (optional)")
     user_col: str = "user_id"
@@ -62,12 +62,9 @@ class NightlyParams(BaseModel):
         "chooses from it; the newest stored version is pinned when the run starts",
     )
 
-    def settings(self) -> EnrichSettings:
-        return EnrichSettings(
-            max_concurrency=self.max_concurrency,
-            chunk_size=self.chunk_size,
-            max_tokens_total=self.max_tokens_total,
-        )
+    @property
+    def chunk_size(self) -> int:
+        return self.settings.chunk_size
 
     def user_kwargs(self) -> dict[str, Any]:
         return {
@@ -131,7 +128,7 @@ def enrich_chunk(
         text_cols=params.text_cols,
         llm=params.llm,
         embedder=params.embedder,
-        settings=params.settings(),
+        settings=params.settings,
         schema=item_schema(labels),
     )
 
@@ -152,7 +149,7 @@ def enrich_user_chunk(
         items,
         users=people,
         embedder=params.embedder,
-        settings=params.settings(),
+        settings=params.settings,
         **params.user_kwargs(),
     )
 
@@ -291,7 +288,7 @@ if __name__ == "__main__":
             items=Source(kind="file", path=args.items),
             store=args.store,
             llm=args.llm,
-            chunk_size=args.chunk_size,
+            settings=EnrichSettings(chunk_size=args.chunk_size),
         )
     )
     print(json.dumps(result, default=str))

@@ -6,20 +6,20 @@ prefect deployment run 'enrich-nightly/nightly'      # trigger a run by hand
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from enrich.config import Environment
 from flows.nightly import NightlyParams, nightly
 from flows.sources import Source
 
-DEFAULT_CRON = "0 2 * * *"
+DEFAULT_CRON = Environment.model_fields["cron"].default
 
 
 def build_deployment(params: NightlyParams, cron: str | None = None) -> Any:
     """The deployment object: the nightly flow with ``params`` on a cron schedule."""
     return nightly.to_deployment(
         name="nightly",
-        cron=cron or os.environ.get("ENRICH_CRON", DEFAULT_CRON),
+        cron=cron or Environment().cron,
         parameters={"params": params.model_dump()},
         description="enrich: profile new or changed items every night",
         tags=["enrich"],

@@ -6,12 +6,16 @@ from __future__ import annotations
 import sys
 
 if __name__ == "__main__":
+    from enrich.config import EnrichSettings
     from flows.nightly import NightlyParams, nightly
     from flows.sources import Source
 
     items, store, llm, runner, scratch = sys.argv[1:6]
     params = NightlyParams(
-        items=Source(kind="file", path=items), store=store, llm=llm, chunk_size=5, max_concurrency=2
+        items=Source(kind="file", path=items),
+        store=store,
+        llm=llm,
+        settings=EnrichSettings(chunk_size=5, max_concurrency=2),
     )
     flow = nightly
     if runner == "dask":

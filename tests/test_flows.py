@@ -35,11 +35,15 @@ def catalogue(tmp_path, ml_items) -> Path:
 
 
 def params(items: Path, store: Path, **kw):
+    from enrich.config import EnrichSettings
     from flows.nightly import NightlyParams
     from flows.sources import Source
 
     return NightlyParams(
-        items=Source(kind="file", path=str(items)), store=str(store), chunk_size=8, **kw
+        items=Source(kind="file", path=str(items)),
+        store=str(store),
+        settings=EnrichSettings(chunk_size=8),
+        **kw,
     )
 
 

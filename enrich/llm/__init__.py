@@ -23,6 +23,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
+from enrich.config import Environment
 from enrich.errors import EnrichError
 from enrich.llm.embedded import ChatEmbedded
 
@@ -67,7 +68,9 @@ def openai_compatible(url: str, *, timeout: float = 120.0, max_retries: int = 0)
     from langchain_openai import ChatOpenAI
 
     base_url, _, model = url.partition("#")
-    key = os.environ.get("ENRICH_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY") or "unused"
+    secret = Environment().llm_api_key
+    key = (secret.get_secret_value() if secret else None) or os.environ.get("OPENAI_API_KEY")
+    key = key or "unused"
     return ChatOpenAI(
         base_url=base_url,
         model=model or "default",
