@@ -37,6 +37,18 @@ from enrich.llm import ChatEmbedded, decoding_params, model_id, structured
 from enrich.prompts import estimate_tokens
 from enrich.store import Store
 
+CACHE_ROWS = pa.schema(
+    [
+        ("key", pa.string()),
+        ("model", pa.string()),
+        ("prompt_version", pa.string()),
+        ("output", pa.string()),
+        ("tokens_in", pa.int32()),
+        ("tokens_out", pa.int32()),
+    ]
+)
+"""The rows :meth:`Store.cache_put` takes."""
+
 
 @dataclass
 class Answer:
@@ -193,20 +205,21 @@ class LLMEngine:
         started = time.perf_counter()
         fresh = self._generate(todo)
         self.usage.llm_seconds += time.perf_counter() - started
+        good = [(k, a) for k, a in fresh.items() if a.ok]
         self.store.cache_put(
-            pa.table(
-                {
-                    "key": [k for k, a in fresh.items() if a.ok],
-                    "model": [self.model for a in fresh.values() if a.ok],
-                    "prompt_version": [self.prompt_version for a in fresh.values() if a.ok],
-                    "output": [json.dumps(a.output) for a in fresh.values() if a.ok],
-                    "tokens_in": pa.array(
-                        [a.tokens_in for a in fresh.values() if a.ok], pa.int32()
-                    ),
-                    "tokens_out": pa.array(
-                        [a.tokens_out for a in fresh.values() if a.ok], pa.int32()
-                    ),
-                }
+            pa.Table.from_pylist(
+                [
+                    {
+                        "key": k,
+                        "model": self.model,
+                        "prompt_version": self.prompt_version,
+                        "output": json.dumps(a.output),
+                        "tokens_in": a.tokens_in,
+                        "tokens_out": a.tokens_out,
+                    }
+                    for k, a in good
+                ],
+                schema=CACHE_ROWS,
             )
         )
         return answers | fresh

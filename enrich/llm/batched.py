@@ -266,12 +266,30 @@ class BatchDecoder:
                 request.future.set_exception(exc)
 
     def _step(self, active: list[_Sequence], free: list[int]) -> None:
-        batch = self._batch
-        n = 0
-        for seq in active:  # one token each: the one sampled last step
-            n = self._add(batch, n, seq.generated[-1], seq.pos, seq.slot, True)
-            seq.output_index, seq.pos = n - 1, seq.pos + 1
+        """One decode call: the running sequences' last tokens, then as many queued prompts as
+        fit; then one sampled token for every sequence."""
+        n = self._continue(active)
         generating = n
+        n = self._admit(active, free, n)
+        if n == 0:
+            return
+        self._decode(n, generating)
+        sampling = time.perf_counter()
+        for seq in list(active):
+            self._advance(seq, active, free)
+        self.stats.sample_seconds += time.perf_counter() - sampling
+
+    def _continue(self, active: list[_Sequence]) -> int:
+        """Put each running sequence's last sampled token in the batch; return its size."""
+        n = 0
+        for seq in active:
+            n = self._add(self._batch, n, seq.generated[-1], seq.pos, seq.slot, True)
+            seq.output_index, seq.pos = n - 1, seq.pos + 1
+        return n
+
+    def _admit(self, active: list[_Sequence], free: list[int], n: int) -> int:
+        """Start queued requests in free slots while the batch has room (the shared prefix is
+        copied, not decoded); return the batch size."""
         copied = False
         while free:
             with self._lock:
@@ -307,41 +325,37 @@ class BatchDecoder:
             self.stats.shared_tokens += shared
             for i, token in enumerate(request.tokens[shared:]):
                 last = shared + i == len(request.tokens) - 1
-                n = self._add(batch, n, token, seq.pos, slot, last)
+                n = self._add(self._batch, n, token, seq.pos, slot, last)
                 seq.pos += 1
             seq.output_index = n - 1
-        if n == 0:
-            return
-        batch.n_tokens = n
+        return n
+
+    def _decode(self, n: int, generating: int) -> None:
+        """Run the model on the batch's ``n`` tokens (``generating`` of them continue answers)."""
+        self._batch.n_tokens = n
         started = time.perf_counter()
-        rc = lc.llama_decode(self._ctx, batch)
+        rc = lc.llama_decode(self._ctx, self._batch)
         if rc != 0:
             raise EnrichError(f"llama_decode failed with code {rc} on a batch of {n} tokens")
-        sampling = time.perf_counter()
-        self.stats.decode_seconds += sampling - started
+        self.stats.decode_seconds += time.perf_counter() - started
         self.stats.decode_calls += 1
         self.stats.prompt_tokens += n - generating
-        for seq in list(active):
-            token = self._sample(seq)
-            if token is None:
-                self._finish(
-                    seq,
-                    active,
-                    free,
-                    error=EnrichError(
-                        "the grammar allows no token here; the schema cannot be satisfied"
-                    ),
-                )
-            elif lc.llama_vocab_is_eog(self._vocab, token):
-                self._finish(seq, active, free, reason="stop")
-            else:
-                seq.generated.append(token)
-                self.stats.completion_tokens += 1
-                if seq.grammar:
-                    lc.llama_sampler_accept(seq.grammar, token)
-                if len(seq.generated) >= seq.request.max_tokens:
-                    self._finish(seq, active, free, reason="length")
-        self.stats.sample_seconds += time.perf_counter() - sampling
+
+    def _advance(self, seq: _Sequence, active: list[_Sequence], free: list[int]) -> None:
+        """Sample ``seq``'s next token; finish it at end of generation, a dead end or its cap."""
+        token = self._sample(seq)
+        if token is None:
+            error = EnrichError("the grammar allows no token here; the schema cannot be satisfied")
+            self._finish(seq, active, free, error=error)
+        elif lc.llama_vocab_is_eog(self._vocab, token):
+            self._finish(seq, active, free, reason="stop")
+        else:
+            seq.generated.append(token)
+            self.stats.completion_tokens += 1
+            if seq.grammar:
+                lc.llama_sampler_accept(seq.grammar, token)
+            if len(seq.generated) >= seq.request.max_tokens:
+                self._finish(seq, active, free, reason="length")
 
     @staticmethod
     def _add(batch: Any, n: int, token: int, pos: int, seq_id: int, logits: bool) -> int:
