@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import polars as pl
 from pydantic import BaseModel, Field
 
@@ -56,12 +55,7 @@ from enrich.downstream.ladder import (
     cold_item_maps,
     run_fold,
 )
-from enrich.downstream.metrics import (
-    METRICS,
-    cluster_bootstrap,
-    cluster_mean_se,
-    min_detectable_effect,
-)
+from enrich.downstream.metrics import summarize, systems_summary
 from enrich.downstream.new_users import new_user_systems, new_users
 from enrich.downstream.protocols import Protocol, assert_before_cut, make_protocol
 from enrich.embedding import resolve_embedder
@@ -205,7 +199,7 @@ def llm_jobs(
         jobs.append(cf_item_job(items, data.text_cols, needed, history, data.implicit))
     if "5" in rungs:
         for window in protocol.windows():
-            users = sorted(set(window.target["user_id"]) & set(window.history["user_id"]))
+            users = window.known_users()
             jobs.append(
                 user_job(
                     f"users @ {window.name}",
@@ -350,73 +344,6 @@ def new_user_results(config: EvalConfig, prepared: Prepared) -> pl.DataFrame | N
             ).with_columns(pl.lit(fold.test.name).alias("window"))
         )
     return pl.concat(frames) if frames else None
-
-
-def summarize(per_user: pl.DataFrame, n_resamples: int, seed: int = 0) -> pl.DataFrame:
-    """Per rung and segment: the mean over (seed, window, user) rows and, against rung 2 on the
-    same rows, the difference with a 95% interval that resamples users (every row of a drawn
-    user comes along), its cluster-robust standard error and the minimum detectable effect at
-    80% power; also the difference to rung 0 (ALS alone: does the re-ranker beat its own
-    candidates?). ``n_users`` counts distinct users, ``n_rows`` the rows behind the mean."""
-    rows = []
-    keys = ["seed", "window", "user_id"]
-    for (rung, segment), group in per_user.group_by("rung", "segment", maintain_order=True):
-        users = group["user_id"].to_numpy()
-        for metric in METRICS:
-            mean, low, high = cluster_bootstrap(group[metric].to_numpy(), users, n_resamples, seed)
-            row = {
-                "rung": rung,
-                "segment": segment,
-                "metric": metric,
-                "value": mean,
-                "ci_low": low,
-                "ci_high": high,
-                "n_users": int(np.unique(users).size),
-                "n_rows": group.height,
-            }
-            for base_rung, name in ((BASELINE, "vs_2"), (CANDIDATES, "vs_0")):
-                base = per_user.filter(
-                    (pl.col("rung") == base_rung) & (pl.col("segment") == segment)
-                )
-                paired = group.join(base, on=keys, suffix="_base")
-                diff = paired[metric].to_numpy() - paired[f"{metric}_base"].to_numpy()
-                clusters = paired["user_id"].to_numpy()
-                d, d_low, d_high = cluster_bootstrap(diff, clusters, n_resamples, seed)
-                _, se, _ = cluster_mean_se(diff, clusters)
-                found = bool(base.height)
-                row |= {
-                    f"delta_{name}": d if found else np.nan,
-                    f"delta_{name}_low": d_low if found else np.nan,
-                    f"delta_{name}_high": d_high if found else np.nan,
-                }
-                if name == "vs_2":  # rung 2 against itself has no effect to detect
-                    row["mde"] = min_detectable_effect(se) if found and rung != BASELINE else np.nan
-            rows.append(row)
-    return pl.DataFrame(rows).rename(
-        {"delta_vs_2_low": "delta_low", "delta_vs_2_high": "delta_high"}
-    )
-
-
-def systems_summary(per_user: pl.DataFrame, n_resamples: int) -> pl.DataFrame:
-    """Per system (cold-item placements, new-user servers): metric means with user-level 95%
-    intervals."""
-    rows = []
-    for (system,), group in per_user.group_by("system", maintain_order=True):
-        users = group["user_id"].to_numpy()
-        for metric in METRICS:
-            mean, low, high = cluster_bootstrap(group[metric].to_numpy(), users, n_resamples)
-            rows.append(
-                {
-                    "system": system,
-                    "metric": metric,
-                    "value": mean,
-                    "ci_low": low,
-                    "ci_high": high,
-                    "n_users": int(np.unique(users).size),
-                    "n_rows": group.height,
-                }
-            )
-    return pl.DataFrame(rows)
 
 
 def costs(store: Store, config: EvalConfig, llm_name: str, data: EvalData) -> pl.DataFrame:

@@ -345,7 +345,7 @@ def cold_item_maps(fold: Fold, pool: Candidates, seed: int) -> pl.DataFrame:
     popularity (which cannot reach them) — per-user metrics on the cold-item segment."""
     window, enriched, k = fold.test, pool.enriched, pool.k
     history = window.history
-    users = sorted(set(window.target["user_id"]) & set(history["user_id"]))
+    users = window.known_users()
     systems: dict[str, pl.DataFrame] = {}
     als = ALSRecommender(factors=pool.factors, seed=seed).fit(history)  # each map re-places
     for name, vectors in (

@@ -11,6 +11,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import polars as pl
 
@@ -111,6 +113,74 @@ def cluster_bootstrap(
     means = sums[draw].sum(axis=1) / counts[draw].sum(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return float(values.mean()), float(low), float(high)
+
+
+def summarize(
+    per_user: pl.DataFrame,
+    n_resamples: int,
+    seed: int = 0,
+    baseline: str = "2",
+    candidates: str = "0",
+) -> pl.DataFrame:
+    """Per rung and segment of a ladder's per-user rows (``rung, segment, seed, window,
+    user_id`` + one column per metric): the mean over (seed, window, user) rows and, against
+    the ``baseline`` rung on the same rows, the difference with a 95% interval that resamples
+    users (every row of a drawn user comes along), its cluster-robust standard error and the
+    minimum detectable effect at 80% power; also the difference to the ``candidates`` rung
+    (ALS alone: does the re-ranker beat its own candidates?). ``n_users`` counts distinct
+    users, ``n_rows`` the rows behind the mean."""
+    rows = []
+    keys = ["seed", "window", "user_id"]
+    for (rung, segment), group in per_user.group_by("rung", "segment", maintain_order=True):
+        for metric in METRICS:
+            row = {"rung": rung, "segment": segment} | _level(group, metric, n_resamples, seed)
+            for base_rung, name in ((baseline, "vs_2"), (candidates, "vs_0")):
+                base = per_user.filter(
+                    (pl.col("rung") == base_rung) & (pl.col("segment") == segment)
+                )
+                paired = group.join(base, on=keys, suffix="_base")
+                diff = paired[metric].to_numpy() - paired[f"{metric}_base"].to_numpy()
+                clusters = paired["user_id"].to_numpy()
+                d, d_low, d_high = cluster_bootstrap(diff, clusters, n_resamples, seed)
+                _, se, _ = cluster_mean_se(diff, clusters)
+                found = bool(base.height)
+                row |= {
+                    f"delta_{name}": d if found else np.nan,
+                    f"delta_{name}_low": d_low if found else np.nan,
+                    f"delta_{name}_high": d_high if found else np.nan,
+                }
+                if name == "vs_2":  # the baseline against itself has no effect to detect
+                    row["mde"] = min_detectable_effect(se) if found and rung != baseline else np.nan
+            rows.append(row)
+    return pl.DataFrame(rows).rename(
+        {"delta_vs_2_low": "delta_low", "delta_vs_2_high": "delta_high"}
+    )
+
+
+def systems_summary(per_user: pl.DataFrame, n_resamples: int, seed: int = 0) -> pl.DataFrame:
+    """Per system of per-user rows (``system, user_id`` + metrics; cold-item placements,
+    new-user servers): metric means with user-level 95% intervals."""
+    return pl.DataFrame(
+        [
+            {"system": system} | _level(group, metric, n_resamples, seed)
+            for (system,), group in per_user.group_by("system", maintain_order=True)
+            for metric in METRICS
+        ]
+    )
+
+
+def _level(group: pl.DataFrame, metric: str, n_resamples: int, seed: int) -> dict[str, Any]:
+    """One metric's mean over ``group``'s rows, its user-level 95% interval and the counts."""
+    users = group["user_id"].to_numpy()
+    mean, low, high = cluster_bootstrap(group[metric].to_numpy(), users, n_resamples, seed)
+    return {
+        "metric": metric,
+        "value": mean,
+        "ci_low": low,
+        "ci_high": high,
+        "n_users": int(np.unique(users).size),
+        "n_rows": group.height,
+    }
 
 
 def paired_bootstrap(

@@ -35,8 +35,7 @@ are banded at their quartiles."""
 
 def new_users(window: Window) -> list[str]:
     """Users with an interaction in ``window`` and none before its cut."""
-    known = set(window.history["user_id"].to_list())
-    return sorted(set(window.target["user_id"].to_list()) - known)
+    return window.new_users()
 
 
 def _popularity(history: pl.DataFrame, users: list[str], k: int) -> pl.DataFrame:

@@ -52,6 +52,15 @@ class Window:
     start: datetime | None
     """The cut shared by every user (None under leave-last: one cut per user)."""
 
+    def known_users(self) -> list[str]:
+        """Users to predict who have history before their cut (sorted): the ones ALS and a
+        re-ranker can score."""
+        return sorted(set(self.target["user_id"]) & set(self.history["user_id"]))
+
+    def new_users(self) -> list[str]:
+        """Users to predict with no interaction before their cut (sorted)."""
+        return sorted(set(self.target["user_id"]) - set(self.history["user_id"]))
+
     @property
     def earliest(self) -> datetime:
         """The earliest cut of any user (the shared cut where there is one)."""
