@@ -3,11 +3,14 @@
 - one at a time: llama-cpp-python's ``create_chat_completion`` with the schema grammar (what
   ``ChatEmbedded`` did before batching, and what most wrappers do);
 - batched: :class:`enrich.llm.batched.BatchDecoder` with N = 1, 4, 8, 16 sequences at once,
-  shared system prefix, per-sequence grammar;
+  shared system prefix, per-sequence grammar. Every N is warmed up first, then the sweep is
+  repeated ``--repeats`` times, forwards and backwards in turn (1, 4, 8, 16, 16, 8, 4, 1, ...),
+  so drift of the machine favours no N; each N's mean, min and max are reported, and whether the
+  best N is ahead of the next one by more than their spread;
 - rates: prompt tok/s (prompts only, 16 at once) and generation tok/s (16 sequences), and the
   ceiling they imply for these prompts and answers.
 
-    PYTHONPATH=. .venv/bin/python bench/embedded_throughput.py --items 200
+    .venv/bin/python bench/embedded_throughput.py --items 64 --repeats 3
 """
 
 from __future__ import annotations
@@ -62,10 +65,11 @@ def run_batched(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--items", type=int, default=64)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--repeats", type=int, default=3, help="sweeps, alternating direction")
     parser.add_argument("--no-baseline", action="store_true", help="skip the one-at-a-time run")
-    parser.add_argument("--flash", action="store_true", help="flash attention for N > 1")
+    parser.add_argument("--flash", action="store_true", help="flash attention (N > 1 only)")
     args = parser.parse_args()
 
     data = find_data_dir("ml-100k")
@@ -84,10 +88,9 @@ def main() -> None:
 
     baseline: list[str] = []
     if not args.no_baseline:
-        t0 = time.perf_counter()
-        gen = 0
-        for c in chats:
-            out = WORKER.submit(
+
+        def complete(c: list[dict[str, str]]) -> dict:
+            return WORKER.submit(
                 llama.create_chat_completion,
                 messages=c,
                 response_format={"type": "json_object", "schema": schema.model_json_schema()},
@@ -96,6 +99,12 @@ def main() -> None:
                 repeat_penalty=chat.repeat_penalty,
                 seed=chat.seed,
             ).result()
+
+        complete(chats[0])  # warm-up, untimed
+        t0 = time.perf_counter()
+        gen = 0
+        for c in chats:
+            out = complete(c)
             baseline.append(out["choices"][0]["message"]["content"])
             gen += out["usage"]["completion_tokens"]
         s = time.perf_counter() - t0
@@ -115,27 +124,42 @@ def main() -> None:
             }
         )
 
-    for n_seq in args.sizes:
-        flash = args.flash and n_seq > 1
-        s, done, decoder = run_batched(llama, prompts, grammar, n_seq, chat.max_tokens, flash)
-        rows.append(
-            {
-                "path": f"batched N={n_seq}" + (" (flash attn)" if flash else ""),
-                "n_seq": n_seq,
-                "seconds": s,
-                "items_s": n / s,
-                "gen_tok_s": decoder.stats.completion_tokens / s,
-                "prompt_tok_s": decoder.stats.prompt_tokens / s,
-                "valid": sum(valid(d.text) for d in done),
-                "cut": sum(d.finish_reason == "length" for d in done),
-                "prompt_tokens": decoder.stats.prompt_tokens,
-                "completion_tokens": decoder.stats.completion_tokens,
-                "identical": sum(d.text == b for d, b in zip(done, baseline, strict=False))
-                if baseline
-                else None,
-            }
+    for n_seq in args.sizes:  # warm-up: a decoder of each size on a few prompts, untimed
+        run_batched(
+            llama, prompts[:n_seq], grammar, n_seq, chat.max_tokens, args.flash and n_seq > 1
         )
-        print(rows[-1], flush=True)
+    runs: dict[int, list[float]] = {n_seq: [] for n_seq in args.sizes}
+    for repeat in range(args.repeats):
+        for n_seq in args.sizes if repeat % 2 == 0 else args.sizes[::-1]:
+            flash = args.flash and n_seq > 1
+            s, done, decoder = run_batched(llama, prompts, grammar, n_seq, chat.max_tokens, flash)
+            runs[n_seq].append(n / s)
+            print(f"repeat {repeat}, N={n_seq}: {n / s:.3f} items/s", flush=True)
+            if repeat:
+                continue
+            rows.append(
+                {
+                    "path": f"batched N={n_seq}" + (" (flash attn)" if flash else ""),
+                    "n_seq": n_seq,
+                    "seconds": s,
+                    "gen_tok_s": decoder.stats.completion_tokens / s,
+                    "prompt_tok_s": decoder.stats.prompt_tokens / s,
+                    "valid": sum(valid(d.text) for d in done),
+                    "cut": sum(d.finish_reason == "length" for d in done),
+                    "prompt_tokens": decoder.stats.prompt_tokens,
+                    "completion_tokens": decoder.stats.completion_tokens,
+                    "identical": sum(d.text == b for d, b in zip(done, baseline, strict=False))
+                    if baseline
+                    else None,
+                }
+            )
+    for row in rows:
+        if row["n_seq"] in runs and "batched" in str(row["path"]):
+            rates = runs[int(row["n_seq"])]  # type: ignore[call-overload]
+            row |= {"items_s": sum(rates) / len(rates), "min": min(rates), "max": max(rates)}
+    ranked = sorted(args.sizes, key=lambda k: -sum(runs[k]) / len(runs[k]))
+    first, second = ranked[0], ranked[1] if len(ranked) > 1 else ranked[0]
+    separated = min(runs[first]) > max(runs[second])
 
     # Phase rates: prompts alone (max_tokens=1, 16 at once), then generation alone (16 copies of
     # one prompt: its prefix is shared, so nearly all the time is generation).
@@ -147,7 +171,7 @@ def main() -> None:
         llama, [(tokens, len(tokens) - 1)] * top, grammar, top, chat.max_tokens, args.flash
     )
     gen_rate = dec.stats.completion_tokens / (s - dec.stats.prompt_tokens / prompt_rate)
-    best = max(rows, key=lambda r: float(r["items_s"]))  # type: ignore[arg-type]
+    best = next(r for r in rows if r["n_seq"] == first and "batched" in str(r["path"]))
     per_item = (
         float(best["prompt_tokens"]) / prompt_rate + float(best["completion_tokens"]) / gen_rate  # type: ignore[arg-type]
     ) / n
@@ -172,6 +196,20 @@ def main() -> None:
             f"{float(r['gen_tok_s']):8.1f} {float(r['prompt_tok_s']):10.1f} "  # type: ignore[arg-type]
             f"{r['valid']:>4}/{n:<3} {same:>5}"
         )
+    for k in ranked:
+        rates = runs[k]
+        print(
+            f"N={k:<3} mean {sum(rates) / len(rates):.3f} items/s over {len(rates)} runs "
+            f"(min {min(rates):.3f}, max {max(rates):.3f})"
+        )
+    print(
+        f"best N={first}: "
+        + (
+            f"ahead of N={second} in every run (its slowest run beats N={second}'s fastest)"
+            if separated
+            else f"not separable from N={second} (their runs overlap): either is a fair default"
+        )
+    )
     print(
         f"\nprompt processing {prompt_rate:.0f} tok/s ({top} prompts at once, shared prefix once); "
         f"generation {gen_rate:.0f} tok/s ({top} sequences)"
@@ -191,6 +229,9 @@ def main() -> None:
                 "prompt_tok_s": prompt_rate,
                 "gen_tok_s": gen_rate,
                 "ceiling_items_s": ceiling,
+                "runs_items_s": {str(k): v for k, v in runs.items()},
+                "best_n": first,
+                "best_separated_from_next": separated,
             },
             indent=2,
         )
