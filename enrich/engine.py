@@ -105,7 +105,10 @@ class _Counter(BaseCallbackHandler):
             self.on_call()
 
 
-def _transient_errors() -> tuple[type[BaseException], ...]:
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions the engine retries (with backoff): enrich's ``TransientError``, timeouts,
+    connection errors, and the OpenAI client's 429/5xx/timeout/connection errors. Anything else
+    is terminal for the row: recorded, not retried."""
     kinds: list[type[BaseException]] = [TransientError, TimeoutError, ConnectionError]
     try:
         import openai
@@ -162,7 +165,7 @@ class LLMEngine:
         )
         self._counter = _Counter(self.usage, on_call)
         self._structured = structured(llm, schema, self.settings.structured_method)
-        self._transient = _transient_errors()
+        self._transient = transient_errors()
         self._runnable = RunnableLambda(self._request, name="enrich-request")
         self.concurrency = self.settings.max_concurrency or (
             llm.n_parallel if isinstance(llm, ChatEmbedded) else 4  # fill the embedded batch

@@ -85,9 +85,17 @@ class FaultProxy:
     injected. Faults are drawn from a seeded RNG, so a run is reproducible.
     """
 
-    def __init__(self, upstream: str, rate: float = 0.25, seed: int = 0, hang_s: float = 4.0):
+    def __init__(
+        self,
+        upstream: str,
+        rate: float = 0.25,
+        seed: int = 0,
+        hang_s: float = 4.0,
+        faults: tuple[str, ...] = (),
+    ):
         self.upstream = upstream.rstrip("/")
         self.rate, self.hang_s = rate, hang_s
+        self.kinds = faults or FAULTS  # the faults drawn from
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.forwarded = 0
@@ -108,7 +116,8 @@ class FaultProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with proxy.lock:
                     proxy.seen_headers.append(dict(self.headers))
-                    fault = proxy.rng.choice(FAULTS) if proxy.rng.random() < proxy.rate else None
+                    drawn = proxy.rng.random() < proxy.rate
+                    fault = proxy.rng.choice(proxy.kinds) if drawn else None
                     if fault:
                         proxy.faults.append(fault)
                 if fault is None:
@@ -162,6 +171,8 @@ class FaultProxy:
                 if fault == "429":
                     err = b'{"error": {"message": "rate limited", "type": "rate_limit"}}'
                     self._send(429, err, {"Retry-After": "1"})
+                elif fault == "400":  # not in FAULTS: a terminal error, asked for by name
+                    self._send(400, b'{"error": {"message": "bad request", "type": "invalid"}}')
                 elif fault == "500":
                     self._send(500, b'{"error": {"message": "internal error"}}')
                 elif fault == "hang":
