@@ -21,9 +21,10 @@ from enrich.embedding import Embedder, embed_texts
 from enrich.engine import Answer, LLMEngine
 from enrich.errors import redact
 from enrich.inputs import HASH, KEY
+from enrich.profile_rows import profile_kind
 from enrich.report import RunReport, utc_now
 from enrich.schemas import profile_text
-from enrich.store import Store, profile_kind
+from enrich.store import Store
 
 Progress = Callable[[int], None]
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from enrich.profile_rows import KINDS
 from enrich.profiles import profile_items
 from enrich.report import RunReport
-from enrich.store import KINDS, Store
+from enrich.store import Store
 
 STAGED_TABLES = {  # table: the columns that identify a row (merging twice adds nothing)
     "llm_cache": ("key",),

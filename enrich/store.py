@@ -1,10 +1,12 @@
-"""The DuckDB feature store: profiles, LLM and embedding caches, the run ledger and error rows.
+"""The DuckDB feature store: opening, migrating and transactions here; its profile rows
+(:mod:`enrich.profile_rows`), caches (:mod:`enrich.caches`) and ledger (:mod:`enrich.ledger`)
+are mixed in.
 
 Writes go through Arrow in bulk inside transactions, so a reader never sees half a chunk.
 Upserts are idempotent: writing a row again with the same ``input_hash`` changes nothing.
 
 Example:
-    >>> store = Store.open("features.duckdb")   # or Store.open(None) for an in-memory store
+    >>> store = Store.open(None)   # in memory; or Store.open("features.duckdb")
     >>> store.scalar("SELECT count(*) FROM runs")
     0
 """
@@ -12,70 +14,26 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
-import pyarrow as pa
 
-from enrich.errors import EnrichError, StoreError
+from enrich.caches import Caches
+from enrich.errors import StoreError
+from enrich.ledger import Ledger
+from enrich.profile_rows import ProfileRows
 from enrich.sqlfiles import read_sql, sql_files
 
 SCHEMA_VERSION = 5
-
-
-@dataclass(frozen=True)
-class ProfileKind:
-    """What tells item profiles from user profiles, in one place.
-
-    >>> USERS.key
-    ('user_id', 'model', 'prompt_version', 'as_of')
-    """
-
-    name: str
-    """``items`` or ``users``: the ``kind`` of ``runs`` and ``enrich_errors`` rows."""
-    table: str
-    id_col: str
-    extra_cols: tuple[str, ...] = ()
-    """Columns only this kind's rows have (written by its job)."""
-    extra_key: tuple[str, ...] = ()
-    """Key columns beyond ``(id, model, prompt_version)``: a user has one row per ``as_of``."""
-
-    @property
-    def key(self) -> tuple[str, ...]:
-        return (self.id_col, "model", "prompt_version", *self.extra_key)
-
-
-ITEMS = ProfileKind("items", "item_profiles", "item_id")
-USERS = ProfileKind(
-    "users",
-    "user_profiles",
-    "user_id",
-    extra_cols=("as_of", "n_interactions", "is_cold"),
-    extra_key=("as_of",),
-)
-KINDS = {k.name: k for k in (ITEMS, USERS)}
-
-
-def profile_kind(kind: str | ProfileKind) -> ProfileKind:
-    """The :class:`ProfileKind` named ``kind`` (``items`` or ``users``)."""
-    if isinstance(kind, ProfileKind):
-        return kind
-    if kind not in KINDS:
-        raise EnrichError(f"unknown profile kind {kind!r}; known: {', '.join(KINDS)}")
-    return KINDS[kind]
-
-
 _MIGRATION = re.compile(r"^(\d{4})_.*\.sql$")
 
 
-class Store:
+class Store(ProfileRows, Caches, Ledger):
     """A DuckDB feature store (a file, an open connection, or ``None`` for memory)."""
 
     def __init__(
@@ -200,153 +158,6 @@ class Store:
             self.con.execute("ROLLBACK")
             raise
         self.con.execute("COMMIT")
-
-    # -- profiles -------------------------------------------------------------------------------
-
-    def already_profiled(
-        self, kind: str, keys: pl.DataFrame, model: str, prompt_version: str
-    ) -> pl.DataFrame:
-        """The subset of ``keys`` (``_key``, ``input_hash``) stored with this model and prompt."""
-        table, id_col = profile_kind(kind).table, profile_kind(kind).id_col
-        if self.embedding_dim() is None or keys.is_empty():
-            return keys.clear()
-        probe = keys.select("_key", "input_hash").to_arrow()  # noqa: F841 (read by DuckDB)
-        return self.con.sql(
-            f"SELECT p._key, p.input_hash FROM probe AS p JOIN {table} AS t "
-            f"ON t.{id_col} = p._key AND t.input_hash = p.input_hash "
-            "WHERE t.model = ? AND t.prompt_version = ?",
-            params=[model, prompt_version],
-        ).pl()
-
-    def read_profiles(
-        self,
-        kind: str,
-        keys: list[str],
-        model: str,
-        prompt_version: str,
-        hashes: list[str] | None = None,
-    ) -> pl.DataFrame:
-        """Stored profile rows for ``keys`` with this model and prompt version; with ``hashes``
-        (one per key) only the row made from that input — a user has one row per ``as_of``, so
-        this picks the one of the history asked for (the newest if several match)."""
-        table, id_col = profile_kind(kind).table, profile_kind(kind).id_col
-        wanted = pa.table(  # noqa: F841 (read by DuckDB)
-            {
-                "_key": pa.array(keys, pa.string()),
-                "_hash": pa.array(
-                    hashes if hashes is not None else [None] * len(keys), pa.string()
-                ),
-            }
-        )
-        return self.con.sql(
-            f"SELECT t.* FROM {table} AS t JOIN wanted AS w ON t.{id_col} = w._key "
-            "AND (w._hash IS NULL OR t.input_hash = w._hash) "
-            "WHERE t.model = ? AND t.prompt_version = ? "
-            f"QUALIFY row_number() OVER (PARTITION BY t.{id_col} ORDER BY t.created_at DESC) = 1",
-            params=[model, prompt_version],
-        ).pl()
-
-    def upsert_profiles(self, kind: str, rows: pa.Table) -> None:
-        """Insert new rows, update rows whose ``input_hash`` changed, leave the rest untouched.
-
-        Two set-based statements (an UPDATE of the changed keys, an INSERT of the anti-join)
-        instead of ``INSERT … ON CONFLICT DO UPDATE``, which measured 2.5x slower on 100k rows.
-        Run it inside :meth:`transaction` so both land together.
-        """
-        table, keys = profile_kind(kind).table, profile_kind(kind).key
-        cols = [f.name for f in rows.schema]
-        dim = self.embedding_dim()
-        value = {c: f"r.{c}::FLOAT[{dim}]" if c == "embedding" else f"r.{c}" for c in cols}
-        self.con.register("enrich_upsert_rows", rows)
-        try:
-            self.con.execute(
-                f"UPDATE {table} AS t SET "
-                + ", ".join(f"{c} = {value[c]}" for c in cols if c not in keys)
-                + " FROM enrich_upsert_rows AS r WHERE "
-                + " AND ".join(f"t.{k} = r.{k}" for k in keys)
-                + " AND t.input_hash IS DISTINCT FROM r.input_hash"
-            )
-            self.con.execute(
-                f"INSERT INTO {table} ({', '.join(cols)}) "
-                f"SELECT {', '.join(value[c] for c in cols)} FROM enrich_upsert_rows AS r "
-                f"ANTI JOIN {table} AS t USING ({', '.join(keys)})"
-            )
-        finally:
-            self.con.unregister("enrich_upsert_rows")
-
-    def item_themes(self) -> pl.DataFrame:
-        """``item_id, themes``: the themes (or, for free-text profiles, the keywords) of each
-        item's newest profile (empty if none)."""
-        if self.embedding_dim() is None:
-            return pl.DataFrame(schema={"item_id": pl.Utf8, "themes": pl.Utf8})
-        return self.con.sql(
-            "SELECT item_id, array_to_string(CAST(coalesce(json_extract(attributes, '$.themes'), "
-            "json_extract(attributes, '$.keywords')) AS VARCHAR[]), ', ') AS themes "
-            "FROM item_features"
-        ).pl()
-
-    # -- caches ---------------------------------------------------------------------------------
-
-    def cache_get(self, keys: list[str]) -> dict[str, tuple[dict[str, Any], int, int]]:
-        """Cached answers by key: ``{key: (output, tokens_in, tokens_out)}``."""
-        if not keys:
-            return {}
-        wanted = pa.table({"key": pa.array(keys, pa.string())})  # noqa: F841
-        rows = self.con.execute(
-            "SELECT c.key, c.output, c.tokens_in, c.tokens_out FROM llm_cache c "
-            "JOIN wanted w USING (key)"
-        ).fetchall()
-        return {k: (json.loads(out), tin, tout) for k, out, tin, tout in rows}
-
-    def cache_put(self, rows: pa.Table) -> None:
-        """Add answers (``key, model, prompt_version, output, tokens_in, tokens_out``)."""
-        if rows.num_rows:
-            self.con.execute(
-                "INSERT INTO llm_cache SELECT key, model, prompt_version, output::JSON, "
-                "tokens_in, tokens_out, now() FROM rows ON CONFLICT DO NOTHING"
-            )
-
-    def embedding_cache_get(self, hashes: list[str], embedding_model: str) -> pl.DataFrame:
-        wanted = pa.table({"text_hash": pa.array(hashes, pa.string())})  # noqa: F841
-        return self.con.sql(
-            "SELECT c.text_hash, c.embedding FROM embedding_cache c "
-            "JOIN wanted w USING (text_hash) "
-            "WHERE c.embedding_model = ?",
-            params=[embedding_model],
-        ).pl()
-
-    def embedding_cache_put(self, rows: pa.Table, embedding_model: str) -> None:
-        if rows.num_rows:
-            self.con.execute(
-                "INSERT INTO embedding_cache SELECT text_hash, ?, embedding, now() FROM rows "
-                "ON CONFLICT DO NOTHING",
-                [embedding_model],
-            )
-
-    # -- ledger ---------------------------------------------------------------------------------
-
-    def record_run(self, run: dict[str, Any]) -> None:
-        """Insert or update the ``runs`` row of a run (called at its start and its end)."""
-        cols = list(run)
-        params = ", ".join("?" for _ in cols)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "run_id")
-        self.con.execute(
-            f"INSERT INTO runs ({', '.join(cols)}) VALUES ({params}) "
-            f"ON CONFLICT DO UPDATE SET {updates}",
-            list(run.values()),
-        )
-
-    def record_errors(self, rows: pa.Table) -> None:
-        """Append error rows (``run_id, kind, entity_id, stage, error, raw_output``)."""
-        if rows.num_rows:
-            self.con.execute(
-                "INSERT INTO enrich_errors SELECT run_id, kind, entity_id, stage, error, "
-                "raw_output, now() FROM rows"
-            )
-
-    def record_eval(self, rows: pa.Table) -> None:
-        """Append ``enrich evaluate`` results (columns named as in ``eval_runs``)."""
-        self.con.execute("INSERT INTO eval_runs BY NAME SELECT * FROM rows")
 
 
 def audit(store: Store) -> dict[str, pl.DataFrame]:
