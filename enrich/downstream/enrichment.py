@@ -134,6 +134,12 @@ class LLMJob:
     kind: str
     """``items`` (:func:`enrich.profile_items`) or ``users`` (:func:`enrich.profile_users`)."""
     args: dict[str, Any]
+    role: str = "llm"
+    """What its output becomes in :class:`Enriched`: ``llm`` (item vectors and free-text
+    attributes), ``facets`` (controlled attributes), ``llm_cf``, ``users`` (one window's user
+    vectors) or ``new_users``."""
+    window: str | None = None
+    """The window a ``users`` / ``new_users`` job profiles for."""
 
     def plan(self, llm: Any, store: Store, settings: EnrichSettings | None = None) -> Any:
         from enrich.plan import plan_items, plan_users
@@ -177,6 +183,7 @@ def item_job(
     needed: list[str],
     schema: type[BaseModel] = FreeTextItemProfile,
     label: str = "item profiles",
+    role: str = "llm",
 ) -> LLMJob:
     """LLM profiles of the ``needed`` items that have text (rungs 3-5: the free-text schema;
     rung 4c: ``schema=ItemProfile``, the controlled one)."""
@@ -189,6 +196,7 @@ def item_job(
             "text_cols": list(text_cols),
             "schema": schema,
         },
+        role=role,
     )
 
 
@@ -211,11 +219,12 @@ def cf_item_job(
             "prompt": CF_PROMPT,
             "schema": FreeTextItemProfile,
         },
+        role="llm_cf",
     )
 
 
 def user_job(
-    label: str,
+    window: str,
     history: pl.DataFrame,
     items: pl.DataFrame,
     users: list[str],
@@ -224,9 +233,9 @@ def user_job(
     implicit: bool,
 ) -> LLMJob:
     """LLM profiles of ``users`` from ``history`` strictly before ``as_of`` (None: ``history``
-    is already cut per user); the history shows items by ``label_cols``."""
+    is already cut per user), for ``window``; the history shows items by ``label_cols``."""
     return LLMJob(
-        label,
+        f"users @ {window}",
         "users",
         {
             "interactions": history.filter(pl.col("user_id").is_in(users)),
@@ -235,18 +244,21 @@ def user_job(
             "item_text_cols": label_cols,
             "rating_col": None if implicit else "rating",
         },
+        role="users",
+        window=window,
     )
 
 
 def new_user_job(
-    label: str,
+    window: str,
     attrs: pl.DataFrame,
     users: list[str],
     as_of: datetime,
     attr_cols: tuple[str, ...],
     prompt: PromptTemplate,
 ) -> LLMJob:
-    """LLM profiles of ``users``, who have no history, from their attributes alone."""
+    """LLM profiles of ``users``, who have no history before ``window``, from their attributes
+    alone."""
     nobody = pl.DataFrame(
         schema={
             "user_id": pl.Utf8,
@@ -257,7 +269,7 @@ def new_user_job(
     )
     people = attrs.filter(pl.col("user_id").is_in(users))
     return LLMJob(
-        label,
+        f"new users @ {window}",
         "users",
         {
             "interactions": nobody,
@@ -267,6 +279,8 @@ def new_user_job(
             "user_attr_cols": attr_cols,
             "prompt": prompt,
         },
+        role="new_users",
+        window=window,
     )
 
 

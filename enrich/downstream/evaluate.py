@@ -193,7 +193,7 @@ def llm_jobs(
     label = (data.text_cols[0],)
     jobs = [item_job(items, data.text_cols, needed)]
     if "4c" in rungs:
-        jobs.append(item_job(items, data.text_cols, needed, ItemProfile, CONTROLLED))
+        jobs.append(item_job(items, data.text_cols, needed, ItemProfile, CONTROLLED, "facets"))
     if "3b" in rungs:
         history = protocol.context_history()
         jobs.append(cf_item_job(items, data.text_cols, needed, history, data.implicit))
@@ -202,7 +202,7 @@ def llm_jobs(
             users = window.known_users()
             jobs.append(
                 user_job(
-                    f"users @ {window.name}",
+                    window.name,
                     window.history,
                     items,
                     users,
@@ -218,7 +218,7 @@ def llm_jobs(
                     continue
                 jobs.append(
                     new_user_job(
-                        f"new users @ {fold.test.name}",
+                        fold.test.name,
                         data.users,
                         new_users(fold.test),
                         fold.test.earliest,
@@ -275,20 +275,21 @@ def enrich_for(
     windows = {w.name: w for w in prepared.protocol.windows()}
     for job in prepared.jobs:
         out = job.run(llm, embedder, store, settings, progress)
-        if job.label == "item profiles":
-            enriched.llm = out.select(pl.col("item_id").cast(pl.Utf8), "embedding")
-            enriched.attributes = out.select(pl.col("item_id").cast(pl.Utf8), "mood", "audience")
-        elif job.label == CONTROLLED:
+        item_id = pl.col("item_id").cast(pl.Utf8)
+        if job.role == "llm":
+            enriched.llm = out.select(item_id, "embedding")
+            enriched.attributes = out.select(item_id, "mood", "audience")
+        elif job.role == "facets":
             controlled = [f for f in ItemProfile.model_fields if f != "summary"]
-            enriched.facets = out.select(pl.col("item_id").cast(pl.Utf8), *controlled)
-        elif job.label.startswith("item profiles + CF"):
-            enriched.llm_cf = out.select(pl.col("item_id").cast(pl.Utf8), "embedding")
-        elif job.label.startswith("users @ "):
-            window = windows[job.label.removeprefix("users @ ")]
+            enriched.facets = out.select(item_id, *controlled)
+        elif job.role == "llm_cf":
+            enriched.llm_cf = out.select(item_id, "embedding")
+        elif job.role == "users":
+            window = windows[job.window]  # type: ignore[index]
             vectors = out.select(pl.col("user_id").cast(pl.Utf8), "embedding", "as_of")
             assert_before_cut(vectors, "as_of", window)  # no profile saw its window
             users[window.name] = vectors
-        elif job.label.startswith("new users @ "):
+        elif job.role == "new_users":
             new.append(out.select(pl.col("user_id").cast(pl.Utf8), "embedding"))
     if users:
         enriched.users = users
