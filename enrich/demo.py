@@ -54,6 +54,7 @@ def run_demo(data: Path | None, store: Path, limit: int | None, llm: str | None 
         rows = con.execute(
             read_sql("queries/similar_items.sql"), {"item_id": first, "k": 5}
         ).fetchall()
+        values = con.sql(read_sql("queries/attribute_values.sql")).pl()
     finally:
         con.close()
     print(
@@ -65,4 +66,8 @@ def run_demo(data: Path | None, store: Path, limit: int | None, llm: str | None 
     )
     for item_id, similarity, _ in rows:
         print(f"  {similarity:.3f}  {item_id:>5}  {titles.get(item_id, '?')}")
+    print("\nAttributes a ranker can group (sql/queries/attribute_values.sql), items per value:")
+    for (field,), group in values.group_by("field", maintain_order=True):
+        top = ", ".join(f"{v} {n}" for v, n in group.select("value", "items").head(4).iter_rows())
+        print(f"  {field} ({group.height} values): {top}")
     print(f'\nQuery it yourself: duckdb {store} "SELECT item_id, profile_text FROM item_profiles"')
