@@ -105,6 +105,8 @@ def test_demo_command_prints_profiles_and_sql(tmp_path, ml100k) -> None:
     assert "Toy Story (1995)" in result.stdout
     assert "nearest profiles to item 1" in result.stdout
     assert len([line for line in result.stdout.splitlines() if line.startswith("  0.")]) == 2
+    audience = next(line for line in result.stdout.splitlines() if line.startswith("  audience"))
+    assert any(label in audience for label in enrich.schemas.AUDIENCES), audience
 
 
 def test_demo_without_movielens_uses_the_shipped_catalogue(tmp_path) -> None:
