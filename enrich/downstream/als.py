@@ -214,11 +214,16 @@ def _ranked(users: list, items: list, scores: list) -> pl.DataFrame:
 
 
 def with_rank(scored: pl.DataFrame) -> pl.DataFrame:
-    """``scored`` (``user_id, item_id, score``) with each user's ``rank`` (1 = highest score)."""
-    return scored.with_columns(
-        pl.col("score")
-        .rank("ordinal", descending=True)
-        .over("user_id")
-        .cast(pl.Int32)
-        .alias("rank")
+    """``scored`` (``user_id, item_id, score``) with each user's ``rank`` (1 = highest score;
+    equal scores ranked by item id, so a tie is broken the same way on every run, whatever
+    order the rows came in), sorted by user and rank.
+
+    >>> scored = pl.DataFrame({"user_id": ["u"] * 3, "item_id": ["c", "b", "a"],
+    ...                        "score": [1.0, 2.0, 1.0]})
+    >>> with_rank(scored)["item_id"].to_list()
+    ['b', 'a', 'c']
+    """
+    ordered = scored.sort(["user_id", "score", "item_id"], descending=[False, True, False])
+    return ordered.with_columns(
+        (pl.int_range(pl.len()).over("user_id") + 1).cast(pl.Int32).alias("rank")
     )

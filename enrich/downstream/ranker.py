@@ -272,7 +272,10 @@ def _codes(categoricals: pl.DataFrame, prefix: str = "cat_") -> pl.DataFrame:
         if column == "item_id":
             continue
         values = categoricals[column].cast(pl.Utf8).str.to_lowercase().str.strip_chars()
-        common = values.drop_nulls().value_counts(sort=True).head(TOP_CATEGORIES)[column]
+        counts = values.drop_nulls().value_counts()
+        common = counts.sort(["count", column], descending=[True, False]).head(TOP_CATEGORIES)[
+            column
+        ]
         code = {v: j + 1 for j, v in enumerate(common.to_list())}
         out = out.with_columns(
             values.replace_strict(code, default=0, return_dtype=pl.Int32).alias(f"{prefix}{column}")
