@@ -34,11 +34,15 @@ class Caches:
         return {k: (json.loads(out), tin, tout) for k, out, tin, tout in rows}
 
     def cache_put(self, rows: pa.Table) -> None:
-        """Add answers (``key, model, prompt_version, output, tokens_in, tokens_out``)."""
+        """Add answers (``key, model, prompt_version, output, tokens_in, tokens_out``); an answer
+        for a key already cached replaces it (the engine asks again only when the cached answer
+        was rejected, e.g. by junk rules added since)."""
         if rows.num_rows:
             self.con.execute(
                 "INSERT INTO llm_cache SELECT key, model, prompt_version, output::JSON, "
-                "tokens_in, tokens_out, now() FROM rows ON CONFLICT DO NOTHING"
+                "tokens_in, tokens_out, now() FROM rows ON CONFLICT (key) DO UPDATE SET "
+                "output = excluded.output, tokens_in = excluded.tokens_in, "
+                "tokens_out = excluded.tokens_out, created_at = excluded.created_at"
             )
 
     def embedding_cache_get(self, hashes: list[str], embedding_model: str) -> pl.DataFrame:

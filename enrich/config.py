@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from enrich.junk import JunkRules
@@ -69,7 +69,13 @@ class Environment(BaseSettings):
     for (else ``OPENAI_API_KEY``; local servers need none). Never written to a table or a log."""
     data: Path | None = None
     """``ENRICH_DATA``: the folder holding the MovieLens data sets; when set, the only place
-    looked in (default: ``../shared/data`` and ``./data``)."""
+    looked in (default: ``../shared/data`` next to the working folder or the project)."""
+
+    @field_validator("data", "llm_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     torch_threads: int = Field(1, ge=1)
     """``ENRICH_TORCH_THREADS``: torch's threads, set process-wide when the embedder loads (1:
     torch's idle threads slowed the embedded LLM 1.6x on 2 cores)."""

@@ -200,10 +200,7 @@ class LLMEngine:
 
         Successful answers are written to the cache before returning.
         """
-        answers: dict[str, Answer] = {}
-        for key, (output, tin, tout) in self.store.cache_get(list(requests)).items():
-            if self._check(output, requests[key])[0] is not None:
-                answers[key] = Answer(output=output, tokens_in=tin, tokens_out=tout, cached=True)
+        answers = self.cached_answers(requests)
         todo = {k: m for k, m in requests.items() if k not in answers}
         started = time.perf_counter()
         fresh = self._generate(todo)
@@ -226,6 +223,15 @@ class LLMEngine:
             )
         )
         return answers | fresh
+
+    def cached_answers(self, requests: Mapping[str, list[BaseMessage]]) -> dict[str, Answer]:
+        """The cached answers to ``requests`` that still pass validation and the junk rules (a
+        cached answer that no longer does is asked again, and replaced)."""
+        answers: dict[str, Answer] = {}
+        for key, (output, tin, tout) in self.store.cache_get(list(requests)).items():
+            if self._check(output, requests[key])[0] is not None:
+                answers[key] = Answer(output=output, tokens_in=tin, tokens_out=tout, cached=True)
+        return answers
 
     def _generate(self, todo: Mapping[str, list[BaseMessage]]) -> dict[str, Answer]:
         """Concurrent calls, then bounded re-asks with the validation error fed back."""

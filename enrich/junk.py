@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")  # letters and digits of any script
 _BLOCK_KEY = re.compile(r"^\s*([A-Za-z_][\w .'-]{0,39}):", re.M)
 
 
@@ -49,14 +49,15 @@ class JunkRules(BaseModel):
 
     enabled: bool = True
     """Off: only the schema validates answers."""
-    markup: str = r"[{}\[\]<>`\n\r\t]|\":|&[a-zA-Z]+;|&#\d+;"
+    markup: str = r"[{}\[\]<>`\n\r\t]|\"\s*:\s*[\"{\[]|&[a-zA-Z]+;|&#\d+;"
     """A regular expression of markup or JSON punctuation no free field can mean."""
     description_overlap: float = Field(0.8, gt=0, le=1)
     """Share of a value's words found in the field's description that makes it an echo (values
     of three words or more)."""
     min_echo_chars: int = Field(8, ge=1)
-    """An inferred value at least this long whose every word is in the input is a copy (e.g. a
-    summary that is the title and the genres again)."""
+    """An inferred value at least this long that is only the input's own values, verbatim (e.g.
+    a summary that is the title and the genres again, or a sentence cut from a description),
+    is a copy."""
     inferred_fields: tuple[str, ...] = ("summary",)
     """Fields that ask for an inference, besides those the schema marks ``inferred``."""
 
@@ -68,9 +69,10 @@ class JunkRules(BaseModel):
         markup = re.compile(self.markup)
         block_keys = sorted(set(_BLOCK_KEY.findall(_block(source))))
         inferred = set(self.inferred_fields) | _marked_inferred(schema)
-        source_words = set(_WORD.findall(source.lower()))
+        values = _block_values(source)
         found: list[str] = []
         for name, value in _free_strings(output, schema):
+            value = value.strip()
             hits = list(dict.fromkeys(markup.findall(value)))
             if hits:
                 shown = ", ".join(repr(h) for h in hits[:3])
@@ -83,17 +85,27 @@ class JunkRules(BaseModel):
                 found.append(f"{name} echoes the prompt's data block ({echoed[0] + ':'!r})")
             if self._repeats_description(value, schema.model_fields[name].description):
                 found.append(f"{name} repeats the field's description instead of answering it")
-            words = _WORD.findall(value.lower())
-            copied = set(words) <= source_words and len(" ".join(words)) >= self.min_echo_chars
-            if name in inferred and copied:
+            if name in inferred and self._copies(value, values):
                 found.append(f"{name} copies the input verbatim where it asks for an inference")
         return list(dict.fromkeys(found))
 
+    def _copies(self, value: str, values: list[str]) -> bool:
+        """Whether ``value`` is nothing but input values (each whole, or a run of words cut from
+        one), in words, at least ``min_echo_chars`` long."""
+        left = " ".join(_WORD.findall(value.casefold()))
+        if len(left) < self.min_echo_chars:
+            return False
+        if any(left in v for v in values):
+            return True
+        for v in sorted(values, key=len, reverse=True):  # the value's pieces, longest first
+            left = " ".join(left.replace(v, " ").split()) if v else left
+        return not left
+
     def _repeats_description(self, value: str, description: str | None) -> bool:
-        words = _WORD.findall(value.lower())
+        words = _WORD.findall(value.casefold())
         if not description or len(words) < 3:
             return False
-        known = set(_WORD.findall(description.lower()))
+        known = set(_WORD.findall(description.casefold()))
         return sum(w in known for w in words) / len(words) >= self.description_overlap
 
 
@@ -103,8 +115,9 @@ def _free_strings(output: dict[str, Any], schema: type[BaseModel]) -> Iterator[t
     properties = _properties(schema)
     for name, value in output.items():
         prop = properties.get(name, {})
-        if name not in schema.model_fields or "enum" in prop or "enum" in prop.get("items", {}):
-            continue
+        items = prop.get("items", {})
+        if name not in schema.model_fields or {"enum", "const"} & (set(prop) | set(items)):
+            continue  # a controlled value: the grammar and validation bound it
         values = value if isinstance(value, list) else [value]
         yield from ((name, v) for v in values if isinstance(v, str))
 
@@ -116,6 +129,15 @@ def _marked_inferred(schema: type[BaseModel]) -> set[str]:
 @lru_cache(maxsize=64)
 def _properties(schema: type[BaseModel]) -> dict[str, Any]:
     return dict(schema.model_json_schema().get("properties", {}))
+
+
+def _block_values(source: str) -> list[str]:
+    """The data block's values (``key: value`` lines, or the whole block), in words."""
+    block = _block(source)
+    lines = [
+        line.split(":", 1)[1] if _BLOCK_KEY.match(line) else line for line in block.split("\n")
+    ]
+    return [" ".join(_WORD.findall(v.casefold())) for v in lines if v.strip()]
 
 
 def _block(source: str) -> str:

@@ -117,7 +117,7 @@ def plan_job(
     for messages in todo:
         if messages is not None:
             requests.setdefault(engine.cache_key(messages), messages)
-    cached = set(store.cache_get(list(requests)))
+    cached = set(engine.cached_answers(requests))
     fresh = {k: m for k, m in requests.items() if k not in cached}
     counts, exact = prompt_tokens(llm, list(fresh.values()))
     per_request, seconds_each, source = _rates(store, engine.model, engine.prompt_version)

@@ -30,10 +30,14 @@ from enrich.errors import InputError
 from enrich.hashing import sha256_hex
 
 _TAG = re.compile(r"<[/!?]?[A-Za-z][^<>]{0,500}>|<!--.*?-->", re.S)
-_CUT_TAG = re.compile(  # a tag cut before its '>' at the end of the text: "<span class="x"
-    r"""<[/!?]?[A-Za-z][\w:-]*(\s*$|(\s+[\w:-]+\s*=\s*("[^"]*"?|'[^']*'?|[^\s"'<>]*))+[^<>]*$)"""
+_CUT_TAG = re.compile(r"<[/!?]?[A-Za-z][\w:-]*(?:\s*$|\s[^<>]*=[^<>]*$)")  # "<span class="x"
+_ATTRS = re.compile(  # attribute soup: HTML attributes left without their tag
+    r"""\s*\b(?:class|style|id|href|src|alt|rel|target|width|height|lang|dir|role|(?:data|aria)-[\w-]+)"""
+    r"""\s*=\s*(?:"[^"]*"|'[^']*')"""
 )
-_ATTRS = re.compile(r"""(\s*\b[\w:-]+\s*=\s*("[^"]*"|'[^']*'))+""")  # attribute soup
+_DOUBLE_ESCAPED = re.compile(r"&amp;(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);")
+MAX_CLEAN_CHARS = 50_000
+"""Text beyond this is cut before cleaning (no prompt reads that much; it bounds the regexes)."""
 _SPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -65,7 +69,9 @@ def clean_text(value: str) -> str:
     >>> clean_text('<div class="hero"><span class="ttl"')
     ''
     """
-    for _ in range(2):
+    value = value[:MAX_CLEAN_CHARS]
+    twice = bool(_DOUBLE_ESCAPED.search(value))  # "&amp;amp;" is "&" escaped twice
+    for _ in range(2 if twice else 1):
         value = html.unescape(_CUT_TAG.sub(" ", _TAG.sub(" ", value)))
     value = _ATTRS.sub(" ", _CUT_TAG.sub(" ", _TAG.sub(" ", value)))
     return _SPACE.sub(" ", _CONTROL.sub(" ", value)).strip()
@@ -203,15 +209,20 @@ def describe_fields(schema: type[BaseModel]) -> str:
     return "\n".join(lines)
 
 
+def _allowed(prop: dict[str, Any]) -> list[Any]:
+    """A controlled value's choices: its ``enum``, or its one ``const`` (a one-label list)."""
+    return list(prop["enum"]) if "enum" in prop else [prop["const"]]
+
+
 def _choices(prop: dict[str, Any]) -> str:
     """How a field's allowed values read in the system message ("" for free fields)."""
-    if "enum" in prop:
-        return "One of: " + ", ".join(str(v) for v in prop["enum"]) + "."
+    if "enum" in prop or "const" in prop:
+        return "One of: " + ", ".join(str(v) for v in _allowed(prop)) + "."
     items = prop.get("items", {})
-    if prop.get("type") == "array" and "enum" in items:
+    if prop.get("type") == "array" and ("enum" in items or "const" in items):
         low, high = prop.get("minItems", 0), prop.get("maxItems")
         count = f"{low} to {high}" if high is not None else f"at least {low}"
-        return f"A list of {count} of: " + ", ".join(str(v) for v in items["enum"]) + "."
+        return f"A list of {count} of: " + ", ".join(str(v) for v in _allowed(items)) + "."
     if prop.get("type") in ("integer", "number") and {"minimum", "maximum"} <= set(prop):
         kind = "whole number" if prop["type"] == "integer" else "number"
         return f"A {kind} from {prop['minimum']} to {prop['maximum']}."

@@ -19,8 +19,9 @@ Example:
     >>> Shop = controlled(ItemProfile, themes=["gifts", "outdoors", "kitchen"])
     >>> Shop.model_json_schema()["properties"]["themes"]["items"]["enum"]
     ['gifts', 'outdoors', 'kitchen']
-    >>> Shop.model_fields["themes"].metadata  # the original bounds are kept  # doctest: +ELLIPSIS
-    [MinLen(min_length=1), MaxLen(max_length=3), ...]
+    >>> themes = Shop.model_json_schema()["properties"]["themes"]  # the original bounds kept
+    >>> themes["minItems"], themes["maxItems"]
+    (1, 3)
     >>> vocab = induce_vocabulary(catalogue, name="themes", k=30)          # doctest: +SKIP
     >>> profiles = enrich.profile_items(catalogue, schema=controlled(ItemProfile, themes=vocab))
     ... # doctest: +SKIP
@@ -33,7 +34,8 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import numpy as np
 import polars as pl
@@ -81,6 +83,8 @@ class Vocabulary:
     prompt_version: str = ""
     sample_size: int = 0
     seed: int = 0
+    k: int = 0
+    """The labels asked for (0: as many as given); fewer may come back."""
     llm_calls: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
@@ -98,20 +102,21 @@ class Vocabulary:
         return sha256_hex(content)[:10]
 
     def save(self, store: Store) -> None:
-        """Record it in the store's ``vocabularies`` table (idempotent)."""
+        """Record it in the store's ``vocabularies`` table; saving a stored one again makes it
+        the newest (what :meth:`load` and the nightly flow pick)."""
         store.con.execute(
             "INSERT INTO vocabularies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
+            "ON CONFLICT DO UPDATE SET created_at = excluded.created_at",
             [
                 self.name,
                 self.version,
                 list(self.labels),
-                list(self.counts) or [0] * len(self.labels),
+                list(self.counts),
                 self.model,
                 self.prompt_version,
                 self.sample_size,
                 self.seed,
-                len(self.labels),
+                self.k,
                 self.llm_calls,
                 self.tokens_in,
                 self.tokens_out,
@@ -123,7 +128,7 @@ class Vocabulary:
     def load(cls, store: Store, name: str, version: str | None = None) -> Vocabulary:
         """The stored vocabulary ``name`` (the newest one, unless ``version`` is given)."""
         row = store.con.execute(
-            "SELECT name, labels, counts, model, prompt_version, sample_size, seed, llm_calls, "
+            "SELECT name, labels, counts, model, prompt_version, sample_size, seed, k, llm_calls, "
             "tokens_in, tokens_out FROM vocabularies WHERE name = ? AND "
             "(? IS NULL OR version = ?) ORDER BY created_at DESC LIMIT 1",
             [name, version, version],
@@ -133,7 +138,7 @@ class Vocabulary:
                 f"no vocabulary {name!r}{f' version {version}' if version else ''} in the store; "
                 "make one with enrich.vocab.induce_vocabulary(...)"
             )
-        return cls(row[0], tuple(row[1]), tuple(row[2]), row[3], row[4], row[5], row[6], *row[7:10])
+        return cls(row[0], tuple(row[1]), tuple(row[2]), *row[3:11])
 
 
 def controlled(
@@ -156,18 +161,27 @@ def controlled(
         if not labels or not all(isinstance(x, str) and x.strip() for x in labels):
             raise InputError(f"the vocabulary of {name!r} must be non-empty strings: {labels}")
         info = schema.model_fields[name]
-        choice = Literal[labels]  # type: ignore[valid-type]
-        if get_origin(info.annotation) is list or _is_list(info.annotation):
-            annotation: Any = Annotated[list[choice], BeforeValidator(distinct)]  # type: ignore[valid-type]
-            bounds = {
-                k: getattr(m, k)
-                for m in info.metadata
-                for k in ("min_length", "max_length")
-                if hasattr(m, k)
-            }
-            fields[name] = (annotation, Field(description=info.description, **bounds))
-        else:
-            fields[name] = (choice, Field(description=info.description))
+        choice: Any = Literal[labels]  # type: ignore[valid-type]
+        is_list, optional, bounds = _shape(info.annotation, info.metadata)
+        if is_list:  # the bounds go on the list itself, so they hold inside an Optional too
+            choice = Annotated[list[choice], BeforeValidator(distinct), Field(**bounds)]  # type: ignore[valid-type]
+        kept = {  # what the field said besides its type: description, default, alias, extras
+            k: v
+            for k, v in {
+                "description": info.description,
+                "alias": info.alias,
+                "json_schema_extra": info.json_schema_extra,
+            }.items()
+            if v is not None
+        }
+        if not info.is_required():
+            kept |= (
+                {"default_factory": info.default_factory}
+                if info.default_factory is not None
+                else {"default": info.default}
+            )
+        annotation = choice | None if optional else choice
+        fields[name] = (annotation, Field(**kept))
     return create_model(schema.__name__, __base__=schema, **fields)
 
 
@@ -222,6 +236,7 @@ def induce_vocabulary(
             engine.prompt_version,
             frame.height,
             seed,
+            k,
             engine.usage.llm_calls,
             engine.usage.tokens_in,
             engine.usage.tokens_out,
@@ -267,5 +282,32 @@ def merge_keywords(
     return ranked, [items[w] for w in ranked]
 
 
-def _is_list(annotation: Any) -> bool:
-    return any(get_origin(a) is list for a in get_args(annotation))
+def _shape(annotation: Any, metadata: list[Any]) -> tuple[bool, bool, dict[str, int]]:
+    """``(is a list, allows None, list length bounds)`` of a field's annotation, looking
+    through ``Optional``/``Union`` and ``Annotated`` wrappers."""
+    bounds = _bounds(metadata)
+    optional = False
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation, *extra = get_args(annotation)
+            bounds |= _bounds(extra)
+            continue
+        if origin in (Union, UnionType):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            optional |= len(members) < len(get_args(annotation))
+            if len(members) == 1:
+                annotation = members[0]
+                continue
+        return origin is list, optional, bounds
+
+
+def _bounds(metadata: list[Any]) -> dict[str, int]:
+    """``min_length``/``max_length`` found in annotation metadata (``Field(...)`` included)."""
+    found: dict[str, int] = {}
+    for m in metadata:
+        found |= _bounds(list(getattr(m, "metadata", [])))  # a FieldInfo holds its constraints
+        for key in ("min_length", "max_length"):
+            if getattr(m, key, None) is not None:
+                found[key] = getattr(m, key)
+    return found

@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from enrich.config import EnrichSettings
 from enrich.profiles import pending_items
@@ -35,6 +35,8 @@ IO_RETRIES: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
 
 class NightlyParams(BaseModel):
     """Parameters of the nightly flow (Prefect validates them and shows them in the UI)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt or retired parameter is an error
 
     items: Source = Field(description="where the item catalogue is read from")
     store: str = Field("features.duckdb", description="the DuckDB feature store file")

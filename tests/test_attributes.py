@@ -112,11 +112,18 @@ def test_junk_in_the_cache_is_not_served(tmp_path, embedder) -> None:
     fresh = ScriptedChat()
     out = enrich.profile_items(items, llm=fresh, store=store, embedder=embedder)
     assert len(fresh.calls) == 1 and out["summary"].to_list() == [GOOD["summary"]]
+    with Store.borrow(store) as s:  # the good answer replaced the junk in the cache
+        s.con.execute("DELETE FROM item_profiles")
+    again = ScriptedChat()
+    enrich.profile_items(items, llm=again, store=store, embedder=embedder)
+    assert again.calls == []
 
 
 def test_controlled_fields_accept_only_their_labels() -> None:
     shop = controlled(
-        ItemProfile, themes=Vocabulary("themes", ("gifts", "garden")), mood=["calm", "busy"]
+        ItemProfile,
+        themes=Vocabulary("themes", ("gifts", "garden", "games", "books")),
+        mood=["calm", "busy"],
     )
     ok = {**GOOD, "mood": "busy", "themes": ["garden", "garden", "gifts"]}
     assert shop.model_validate(ok).themes == ["garden", "gifts"]  # repeats count once
@@ -124,12 +131,12 @@ def test_controlled_fields_accept_only_their_labels() -> None:
         {"mood": "calm-ish"},
         {"themes": ["love"]},
         {"themes": []},
-        {"themes": ["gifts", "garden", "gifts", "x"]},
+        {"themes": ["gifts", "garden", "games", "books"]},  # four: more than the field's three
     ):
         with pytest.raises(ValueError):
             shop.model_validate({**ok, **wrong})
     schema = shop.model_json_schema()["properties"]
-    assert schema["themes"]["items"]["enum"] == ["gifts", "garden"]
+    assert schema["themes"]["items"]["enum"] == ["gifts", "garden", "games", "books"]
     assert (schema["themes"]["minItems"], schema["themes"]["maxItems"]) == (1, 3)
     version = PromptTemplate.for_items().version_id
     assert version(shop) != version(ItemProfile)  # the vocabulary is part of the prompt version
@@ -178,8 +185,8 @@ def test_facets_reach_the_ranker_as_codes_multi_hot_numbers_and_affinity() -> No
             "intensity": [5, 1, 4],
         }
     )
-    history = pl.DataFrame(
-        {"user_id": ["u", "u", "v"], "item_id": ["a", "c", "b"], "rating": [5.0, 4.0, 3.0]}
+    history = pl.DataFrame(  # u saw a twice: one item of u's history all the same
+        {"user_id": ["u", "u", "u", "v"], "item_id": ["a", "a", "c", "b"], "rating": [5.0] * 4}
     )
     candidates = pl.DataFrame(
         {
@@ -197,8 +204,8 @@ def test_facets_reach_the_ranker_as_codes_multi_hot_numbers_and_affinity() -> No
     assert row["b"]["aff_themes"] == 0.5 and row["c"]["aff_themes"] == 0.5
     assert (row["b"]["mh_themes_love"], row["b"]["mh_themes_war"]) == (1, 1)
     assert row["b"]["num_intensity"] == 1 and row["b"]["gap_intensity"] == 3.5
-    w = frame.filter(pl.col("user_id") == "w").to_dicts()[0]  # no history: no affinity
-    assert w["aff_mood"] == 0.0 and w["gap_intensity"] is None
+    w = frame.filter(pl.col("user_id") == "w").to_dicts()[0]  # no history: affinity unknown
+    assert w["aff_mood"] is None and w["aff_themes"] is None and w["gap_intensity"] is None
     alone, _ = facet_features(candidates.select("user_id", "item_id"), history, facets)
     assert alone.height == candidates.height
 
@@ -214,11 +221,18 @@ def test_vocabularies_are_stored_and_loaded(tmp_path) -> None:
     first = Vocabulary("themes", ("war", "love"), (5, 3), "m", "p", 10, 0)
     first.save(store)
     first.save(store)  # idempotent
-    Vocabulary("themes", ("war", "love", "sea"), (5, 3, 2), "m", "p", 10, 1).save(store)
+    second = Vocabulary("themes", ("war", "love", "sea"), (5, 3, 2), "m", "p", 10, 1, k=5)
+    second.save(store)
     assert store.scalar("SELECT count(*) FROM vocabularies") == 2
     assert Vocabulary.load(store, "themes", first.version) == first
-    with pytest.raises(enrich.EnrichError, match="no vocabulary 'moods'"):
-        Vocabulary.load(store, "moods")
+    assert Vocabulary.load(store, "themes") == second  # the newest
+    first.save(store)  # saved again: the newest now
+    assert Vocabulary.load(store, "themes") == first
+    given = Vocabulary("moods", ("dark", "light"))  # labels given, not induced: no counts
+    given.save(store)
+    assert Vocabulary.load(store, "moods") == given
+    with pytest.raises(enrich.EnrichError, match="no vocabulary 'tones'"):
+        Vocabulary.load(store, "tones")
     with pytest.raises(enrich.EnrichError, match="repeats a label"):
         Vocabulary("x", ("a", "a"))
 

@@ -58,7 +58,7 @@ def test_structured_output_with_token_usage(backend: str, request) -> None:
     profile = ItemProfile.model_validate(
         parsed if isinstance(parsed, dict) else parsed.model_dump()
     )
-    assert profile.mood in ItemProfile.model_fields["mood"].annotation.__args__
+    assert len(profile.summary) >= 10
     usage = out["raw"].usage_metadata
     assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
 

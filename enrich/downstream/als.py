@@ -223,7 +223,9 @@ def with_rank(scored: pl.DataFrame) -> pl.DataFrame:
     >>> with_rank(scored)["item_id"].to_list()
     ['b', 'a', 'c']
     """
-    ordered = scored.sort(["user_id", "score", "item_id"], descending=[False, True, False])
+    ordered = scored.sort(
+        ["user_id", "score", "item_id"], descending=[False, True, False], nulls_last=True
+    )
     return ordered.with_columns(
         (pl.int_range(pl.len()).over("user_id") + 1).cast(pl.Int32).alias("rank")
     )

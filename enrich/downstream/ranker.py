@@ -24,6 +24,8 @@ Example:
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import polars as pl
 from sklearn.decomposition import PCA
@@ -31,6 +33,7 @@ from sklearn.decomposition import PCA
 from enrich.embedding import normalize
 
 KEYS = ("user_id", "item_id")
+_NOT_WORD = re.compile(r"\W+")
 TOP_CATEGORIES = 30
 
 
@@ -115,7 +118,9 @@ def facet_features(
         [('a', 1.0, 1.0, 0.0), ('b', 0.0, 0.5, 4.0)]
     """
     facets = facets.with_columns(pl.col("item_id").cast(pl.Utf8))
-    seen = history.select(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
+    seen = history.select(
+        pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8)
+    ).unique()  # an item seen twice is one item of the user's history
     n_seen = seen.group_by("user_id").len("n_seen")
     cats: list[str] = []
     for column, dtype in facets.schema.items():
@@ -124,6 +129,7 @@ def facet_features(
         values = facets.select("item_id", pl.col(column).alias("label"))
         if isinstance(dtype, pl.List):
             values = values.explode("label")
+        values = values.drop_nulls("label")
         if dtype == pl.Utf8 or isinstance(dtype, pl.List):
             coded = (
                 _multi_hot(facets, column)
@@ -131,10 +137,13 @@ def facet_features(
                 else _codes(facets.select("item_id", column), prefix="cat_f_")
             )
             cats += [c for c in coded.columns if c.startswith("cat_")]
-            frame = frame.join(coded, on="item_id", how="left")
+            frame = frame.join(coded, on="item_id", how="left", maintain_order="left")
             frame = frame.join(
-                _affinity(frame, seen, n_seen, values, column), on=list(KEYS), how="left"
-            ).with_columns(pl.col(f"aff_{column}").fill_null(0.0))
+                _affinity(frame, seen, n_seen, values, column),
+                on=list(KEYS),
+                how="left",
+                maintain_order="left",
+            )
         elif dtype.is_numeric():
             mean = (
                 seen.join(facets.select("item_id", column), on="item_id")
@@ -146,8 +155,9 @@ def facet_features(
                     facets.select("item_id", pl.col(column).alias(f"num_{column}")),
                     on="item_id",
                     how="left",
+                    maintain_order="left",
                 )
-                .join(mean, on="user_id", how="left")
+                .join(mean, on="user_id", how="left", maintain_order="left")
                 .with_columns(
                     (pl.col(f"num_{column}") - pl.col("_mean")).abs().alias(f"gap_{column}")
                 )
@@ -164,7 +174,8 @@ def _affinity(
     column: str,
 ) -> pl.DataFrame:
     """``user_id, item_id, aff_<column>``: the mean, over the candidate's labels, of the share of
-    the user's history items carrying that label."""
+    the user's history items carrying that label (0: none shares them). Null where it is
+    unknown: a user without history, or a candidate without labels (no row here)."""
     share = (
         seen.join(values, on="item_id")
         .group_by("user_id", "label")
@@ -177,22 +188,29 @@ def _affinity(
         .unique()
         .join(values, on="item_id")
         .join(share, on=["user_id", "label"], how="left")
+        .join(n_seen, on="user_id", how="left")
         .group_by(*KEYS)
-        .agg(pl.col("_share").fill_null(0.0).mean().alias(f"aff_{column}"))
+        .agg(
+            pl.when(pl.col("n_seen").first().is_not_null())
+            .then(pl.col("_share").fill_null(0.0).mean())
+            .alias(f"aff_{column}")
+        )
     )
 
 
 def _multi_hot(facets: pl.DataFrame, column: str) -> pl.DataFrame:
-    """``item_id`` and one 0/1 column ``mh_<column>_<label>`` per label seen."""
+    """``item_id`` and one 0/1 column ``mh_<column>_<label>`` per label seen (labels that read
+    the same once spaces become ``_`` get a number, so no two columns share a name)."""
     labels = sorted(facets[column].explode().drop_nulls().unique().to_list())
+    names: dict[str, str] = {}
+    for label in labels:
+        slug = _NOT_WORD.sub("_", label)
+        name = f"mh_{column}_{slug}"
+        names[label] = name if name not in names.values() else f"{name}_{len(names)}"
     return facets.select(
         "item_id",
         *[
-            pl.col(column)
-            .list.contains(label)
-            .fill_null(False)
-            .cast(pl.Int8)
-            .alias(f"mh_{column}_{label.replace(' ', '_')}")
+            pl.col(column).list.contains(label).fill_null(False).cast(pl.Int8).alias(names[label])
             for label in labels
         ],
     )

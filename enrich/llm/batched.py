@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import threading
 import time
 from collections import deque
@@ -119,12 +120,21 @@ def _bounded_ints_as_enums(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     node = {k: _bounded_ints_as_enums(v) for k, v in node.items()}
-    low = node.get("minimum", node.get("exclusiveMinimum", -1.5) + 1)
-    high = node.get("maximum", node.get("exclusiveMaximum", -1.5) - 1)
-    bounded = "minimum" in node or "exclusiveMinimum" in node
-    bounded &= "maximum" in node or "exclusiveMaximum" in node
-    if node.get("type") == "integer" and bounded and 0 < high - low + 1 <= MAX_INT_CHOICES:
-        return {"enum": list(range(int(low), int(high) + 1))}
+    if node.get("type") != "integer":
+        return node
+
+    def number(key: str) -> float | None:
+        value = node.get(key)  # draft-4 booleans (exclusiveMinimum: true) are not bounds here
+        return (
+            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        )
+
+    lows = [math.ceil(v) for v in (number("minimum"),) if v is not None]
+    lows += [math.floor(v) + 1 for v in (number("exclusiveMinimum"),) if v is not None]
+    highs = [math.floor(v) for v in (number("maximum"),) if v is not None]
+    highs += [math.ceil(v) - 1 for v in (number("exclusiveMaximum"),) if v is not None]
+    if lows and highs and 0 < min(highs) - max(lows) + 1 <= MAX_INT_CHOICES:
+        return {"enum": list(range(max(lows), min(highs) + 1))}
     return node
 
 

@@ -2,8 +2,9 @@
 --          stored so that every night's profiles choose from the same labels. A vocabulary is
 --          part of the prompt version of the schema that uses it (its labels are in the schema).
 -- Grain:   one row per (name, version); version is a hash of the name and the labels.
--- Columns: labels in order, how often each was seen in the sample, how they were made (model,
---          prompt version, sample size, seed, k) and what the induction pass cost.
+-- Columns: labels in order, how often each was seen in the sample (empty if not induced), how
+--          they were made (model, prompt version, sample size, seed, k = labels asked for, 0 if
+--          given rather than induced) and what the induction pass cost.
 
 CREATE TABLE IF NOT EXISTS vocabularies (
     name            VARCHAR NOT NULL,
