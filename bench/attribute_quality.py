@@ -141,6 +141,12 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--induce", type=int, default=0, help="also induce themes from N items")
+    parser.add_argument(
+        "--induce-seed",
+        type=int,
+        default=0,
+        help="sample seed of the induction (its cost is measured only on answers not cached)",
+    )
     args = parser.parse_args()
 
     data = movielens("ml-100k")
@@ -155,7 +161,9 @@ def main() -> None:
         runs = store.con.execute(read_sql("queries/prompt_spend.sql"), params).fetchone()
         errors = store.con.execute(read_sql("queries/prompt_failures.sql"), params).fetchall()
         induced = (
-            induce(items, data.text_cols, args.induce, args.seed, store) if args.induce else None
+            induce(items, data.text_cols, args.induce, args.induce_seed, store)
+            if args.induce
+            else None
         )
     ok = out.filter(pl.col("status") != "failed").join(
         data.items.select("item_id", "genres"), on="item_id"

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +53,9 @@ from enrich.prompts import PromptTemplate
 from enrich.report import utc_now
 from enrich.schemas import Keyword, distinct
 from enrich.store import Store
+
+_LETTER = re.compile(r"[^\W\d_]")
+_TITLE_YEAR = re.compile(r"\(\d{4}\)")
 
 INDUCTION_SYSTEM = (
     "You name what catalogue items are about, for a recommender system. The item is given "
@@ -258,7 +262,12 @@ def _sample(data: Any, id_col: str, size: int, seed: int) -> pl.DataFrame:
 
 
 def _canonical(keyword: str) -> str:
-    return " ".join(keyword.lower().replace("_", " ").split()).strip(" .,;:-")
+    """The keyword as a label: lowercased, spaces folded; "" (dropped) when it cannot name a
+    theme: no letter in it (a year, a number) or a title with its year ("the (1993)")."""
+    label = " ".join(keyword.lower().replace("_", " ").split()).strip(" .,;:-")
+    if not _LETTER.search(label) or _TITLE_YEAR.search(label):
+        return ""
+    return label
 
 
 def merge_keywords(
