@@ -145,10 +145,13 @@ def test_injected_text_does_not_change_the_output_schema(chat, embedder) -> None
     ]
     items = pl.DataFrame({"item_id": range(len(attacks)), "title": attacks})
     out, report = enrich.profile_items(items, llm=chat, embedder=embedder, with_report=True)
-    assert report.rows_enriched == len(attacks) and report.balanced()
+    assert report.rows_enriched + report.rows_failed == len(attacks) and report.balanced()
+    # an attack the model echoed is junk: recorded, never stored
+    assert all(e.startswith("validation: junk") for e in report.failures.values())
+    assert report.rows_enriched >= 2
     fields = set(enrich.ItemProfile.model_fields)
     assert "hacked" not in out.columns and fields <= set(out.columns)
-    for row in out.iter_rows(named=True):
+    for row in out.filter(pl.col("status") == "enriched").iter_rows(named=True):
         enrich.ItemProfile.model_validate({k: row[k] for k in fields})
         # the payloads did not become the answer: no bare YES, no XML instead of the profile
         assert row["summary"].strip().upper() != "YES"

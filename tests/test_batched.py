@@ -90,12 +90,12 @@ def test_more_requests_than_sequences_all_finish_and_validate(llama, ml_items) -
 
 def test_a_prompt_longer_than_a_sequence_fails_alone(llama, ml_items) -> None:
     chats = _chats(ml_items.head(2))
-    decoder = _decoder(llama, n_seq=2, n_ctx_seq=512)
+    decoder = _decoder(llama, n_seq=2, n_ctx_seq=1024)
     try:
         (short, k) = chat_tokens(llama, chats[0])
         too_long = decoder.submit(short * 4, prefix_len=k, grammar=GRAMMAR)
         fine = decoder.submit(short, prefix_len=k, grammar=GRAMMAR)
-        with pytest.raises(EnrichError, match="exceeds the 512-token context"):
+        with pytest.raises(EnrichError, match="exceeds the 1024-token context"):
             too_long.result()
         assert _valid(fine.result(timeout=300).text)
     finally:
