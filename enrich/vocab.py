@@ -50,7 +50,7 @@ from enrich.hashing import sha256_hex
 from enrich.llm import model_id, resolve_llm
 from enrich.profiles import item_job
 from enrich.prompts import PromptTemplate
-from enrich.report import utc_now
+from enrich.report import RunReport, utc_now
 from enrich.schemas import Keyword, distinct
 from enrich.store import Store
 
@@ -219,13 +219,15 @@ def induce_vocabulary(
         chat = resolve_llm(llm, timeout=settings.timeout_s)
         engine = LLMEngine(chat, Keywords, prompt.version_id(Keywords), opened, settings)
         requests = {engine.cache_key(m): m for m in job.messages if m is not None}
+        emb = resolve_embedder(embedder)
         answers = engine.run(requests)
+        _record_pass(opened, engine, emb.name, answers, settings)
         keywords = [
             sorted({_canonical(w) for w in a.output["keywords"]} - {""})
             for a in answers.values()
             if a.output is not None
         ]
-        labels, counts = merge_keywords(keywords, resolve_embedder(embedder), opened, similarity)
+        labels, counts = merge_keywords(keywords, emb, opened, similarity)
         keep = [(lab, n) for lab, n in zip(labels, counts, strict=True) if n >= min_items][:k]
         if not keep:
             raise EnrichError(
@@ -248,6 +250,34 @@ def induce_vocabulary(
         if store is not None:
             vocab.save(opened)
     return vocab
+
+
+def _record_pass(
+    store: Store, engine: LLMEngine, embedding_model: str, answers: dict[str, Any], settings: Any
+) -> None:
+    """The first pass in the run ledger (kind ``vocabulary``), so its spend is on record."""
+    report = RunReport(
+        kind="vocabulary",
+        model=engine.model,
+        prompt_version=engine.prompt_version,
+        embedding_model=embedding_model,
+        rows_in=len(answers),
+        settings=settings.model_dump_json(),
+    )
+    report.cache_hits = sum(a.ok and a.cached for a in answers.values())
+    report.rows_generated = sum(a.ok and not a.cached for a in answers.values())
+    report.rows_failed = sum(not a.ok for a in answers.values())
+    usage = engine.usage
+    report.llm_calls, report.tokens_in, report.tokens_out = (
+        usage.llm_calls,
+        usage.tokens_in,
+        usage.tokens_out,
+    )
+    report.llm_seconds, report.cost = usage.llm_seconds, engine.cost
+    report.status = "partial" if report.rows_failed else "ok"
+    report.finished_at = utc_now()
+    report.total_seconds = (report.finished_at - report.started_at).total_seconds()
+    store.record_run(report.as_row())
 
 
 def _sample(data: Any, id_col: str, size: int, seed: int) -> pl.DataFrame:

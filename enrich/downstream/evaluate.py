@@ -66,11 +66,14 @@ from enrich.report import utc_now
 from enrich.schemas import FreeTextItemProfile, ItemProfile, UserProfile
 from enrich.sqlfiles import read_sql
 from enrich.store import Store
+from enrich.vocab import INDUCTION_PROMPT, Keywords
 
 BASELINE = "2"
 CANDIDATES = "0"
 CONTROLLED = "controlled item profiles"
 """The LLM job of rung 4c (:class:`enrich.ItemProfile`, beside rung 3's free-text profiles)."""
+INDUCTION = "vocabulary induction"
+"""Cost row of a vocabulary induction pass found in the store (per 1,000 sampled items)."""
 NEW_USERS = "new users"
 """Segment (in ``eval_runs``) and cost row of users with no history before the window."""
 COLD_PLACEMENT = "cold items: placement"
@@ -376,6 +379,9 @@ def costs(store: Store, config: EvalConfig, llm_name: str, data: EvalData) -> pl
     )
     by_rung = {"0": zero, "1": zero, "2": zero, "3": items, "3b": cf, "4": items}
     by_rung["4c"] = {k: items[k] + controlled[k] for k in items}
+    induction = per_1000(prompt(INDUCTION_PROMPT.version_id(Keywords)))
+    if induction["calls"]:  # a vocabulary was induced in this store: per 1,000 sampled items
+        by_rung[INDUCTION] = induction
     by_rung["5"] = {k: items[k] + users[k] for k in items}
     by_rung[NEW_USERS] = per_1000(prompt(new_version))  # rung 5's new-user profiles
     return pl.DataFrame(
@@ -387,7 +393,9 @@ def costs(store: Store, config: EvalConfig, llm_name: str, data: EvalData) -> pl
                 "llm_seconds_per_1k": c["seconds"],
             }
             for r, c in by_rung.items()
-            if r in config.rungs or (r == NEW_USERS and "5" in config.rungs)
+            if r in config.rungs
+            or (r == NEW_USERS and "5" in config.rungs)
+            or (r == INDUCTION and "4c" in config.rungs)
         ]
     )
 

@@ -1,7 +1,8 @@
 -- Purpose: controlled vocabularies induced from a catalogue (enrich.vocab.induce_vocabulary),
 --          stored so that every night's profiles choose from the same labels. A vocabulary is
 --          part of the prompt version of the schema that uses it (its labels are in the schema).
--- Grain:   one row per (name, version); version is a hash of the name and the labels.
+-- Grain:   one row per (name, version); version is a hash of the name and the labels. The
+--          induction pass also writes a `runs` row of kind 'vocabulary' (its spend on record).
 -- Columns: labels in order, how often each was seen in the sample (empty if not induced), how
 --          they were made (model, prompt version, sample size, seed, k = labels asked for, 0 if
 --          given rather than induced) and what the induction pass cost.
