@@ -173,7 +173,7 @@ def _chunk(run: Run, chunk: pl.DataFrame) -> pl.DataFrame:
             store.upsert_profiles(run.kind, table.to_arrow())
         _record_failures(run, empty, "input", job.empty_reason, in_transaction=True)
         _record_errors(run, failures)
-        _account(report, engine)
+        account(report, engine)
         store.record_run(report.as_row())
     return table
 
@@ -228,7 +228,7 @@ def _record_failures(
             _record_errors(run, failures)
 
 
-def _account(report: RunReport, engine: LLMEngine) -> None:
+def account(report: RunReport, engine: LLMEngine) -> None:
     """Copy the engine's spend so far into the report (a killed run's ledger row then shows
     what its committed chunks cost)."""
     usage = engine.usage
@@ -243,7 +243,7 @@ def _account(report: RunReport, engine: LLMEngine) -> None:
 
 def _finish(run: Run, started: float) -> None:
     report, store = run.report, run.store
-    _account(report, run.engine)
+    account(report, run.engine)
     report.finished_at = utc_now()
     report.total_seconds = time.perf_counter() - started
     if report.status == "running":

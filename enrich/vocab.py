@@ -47,6 +47,7 @@ from enrich.embedding import embed_texts, resolve_embedder
 from enrich.engine import LLMEngine
 from enrich.errors import EnrichError, InputError
 from enrich.hashing import sha256_hex
+from enrich.job import account
 from enrich.llm import model_id, resolve_llm
 from enrich.profiles import item_job
 from enrich.prompts import PromptTemplate
@@ -267,16 +268,9 @@ def _record_pass(
     report.cache_hits = sum(a.ok and a.cached for a in answers.values())
     report.rows_generated = sum(a.ok and not a.cached for a in answers.values())
     report.rows_failed = sum(not a.ok for a in answers.values())
-    usage = engine.usage
-    report.llm_calls, report.tokens_in, report.tokens_out = (
-        usage.llm_calls,
-        usage.tokens_in,
-        usage.tokens_out,
-    )
-    report.llm_seconds, report.cost = usage.llm_seconds, engine.cost
+    account(report, engine)
     report.status = "partial" if report.rows_failed else "ok"
     report.finished_at = utc_now()
-    report.total_seconds = (report.finished_at - report.started_at).total_seconds()
     store.record_run(report.as_row())
 
 
