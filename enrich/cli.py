@@ -1,5 +1,5 @@
-"""The ``enrich`` command line: ``demo``, ``items``, ``vocab``, ``evaluate``, ``runs``, ``audit``,
-``export``.
+"""The ``enrich`` command line: ``demo``, ``items``, ``vocab``, ``evaluate``, ``runs``,
+``errors``, ``audit``, ``export``.
 
 Example:
     $ enrich demo --limit 20
@@ -108,6 +108,14 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
     ev.add_argument("--dry-run", action="store_true", help="print the LLM plan and stop")
 
+    errors = sub.add_parser(
+        "errors",
+        help="what keeps failing: each entity still without a profile, why, attempts, next try",
+    )
+    errors.add_argument("--store", type=Path, required=True)
+    errors.add_argument("--kind", choices=["items", "users"], help="only items or only users")
+    errors.add_argument("--last", type=int, default=50, help="rows to show (default 50)")
+
     runs = sub.add_parser("runs", help="show the run ledger of a store")
     runs.add_argument("--store", type=Path, required=True)
     runs.add_argument("--last", type=int, default=10)
@@ -127,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             _vocab(args)
         elif args.command == "runs":
             _runs(args)
+        elif args.command == "errors":
+            _errors(args)
         elif args.command == "evaluate":
             _evaluate(args)
         elif args.command == "audit":
@@ -276,6 +286,39 @@ def _audit(args: argparse.Namespace) -> int:
             print(rows.head(20))
     store.close()
     return 1 if failed else 0
+
+
+def _errors(args: argparse.Namespace) -> None:
+    from enrich.config import EnrichSettings
+    from enrich.store import Store
+
+    s = EnrichSettings()  # the backoff of the failure memory (ENRICH_RETRY_FAILED_AFTER_H, ...)
+    with Store.borrow(_existing(args.store)) as store:
+        rows = store.failing_rows(s.retry_failed_after_h * 3600, s.retry_failed_max_days * 86400)
+    if args.kind:
+        rows = rows.filter(pl.col("kind") == args.kind)
+    if rows.is_empty():
+        print("nothing is failing: every entity's newest record is a profile")
+        return
+    print(
+        f"{rows.height} entities still failing ({rows['attempts'].gt(0).sum()} failed "
+        "validation; the others are retried by the next run):"
+    )
+    with pl.Config(tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=80, tbl_rows=args.last):
+        print(
+            rows.head(args.last).with_columns(
+                pl.col("error").str.slice(0, 80),
+                pl.col("first_failed_at", "last_failed_at", "retry_at").dt.strftime(
+                    "%Y-%m-%d %H:%M"
+                ),
+            )
+        )
+
+
+def _existing(path: Path) -> str:
+    if not path.exists():
+        raise EnrichError(f"store {path} does not exist; pass the --store a run wrote")
+    return str(path)
 
 
 def _runs(args: argparse.Namespace) -> None:

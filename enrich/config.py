@@ -52,6 +52,13 @@ class EnrichSettings(BaseSettings):
     """Price of one million input tokens (0 for local models), for the ``cost`` column."""
     price_out_per_mtok: float = Field(0.0, ge=0)
     """Price of one million output tokens."""
+    retry_failed_after_h: float = Field(36.0, ge=0)
+    """Failure memory: a request whose answer failed validation (the same input, model,
+    decoding and prompt) is not asked again for this many hours, doubling with each further
+    failure (36 h: a nightly job skips one night, then two, four...); a changed input is asked at
+    once; transient errors are always retried. 0: ask again on every run."""
+    retry_failed_max_days: float = Field(30.0, gt=0)
+    """The longest wait of the failure memory's backoff."""
     junk: JunkRules = JunkRules()
     """Rules that reject schema-valid answers saying nothing about the entity (re-asked like a
     validation error, ``fix_attempts`` times); ``JunkRules(enabled=False)`` turns them off."""

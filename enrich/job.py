@@ -27,6 +27,8 @@ from enrich.schemas import profile_text
 from enrich.store import Store
 
 Progress = Callable[[int], None]
+Failure = tuple[str, str, str, str | None, str | None]
+"""A failed row: ``(entity id, stage, error, raw output, request key)``."""
 
 
 @dataclass
@@ -94,7 +96,7 @@ def _enrich(run: Run, progress: Progress | None) -> list[pl.DataFrame]:
         run.kind, frame.select(KEY, HASH), engine.model, engine.prompt_version
     )
     report.rows_skipped = done.height
-    todo = frame.join(done.select(KEY), on=KEY, how="anti", maintain_order="left")
+    todo = _hold(run, frame.join(done.select(KEY), on=KEY, how="anti", maintain_order="left"))
     fresh: list[pl.DataFrame] = []
     for start in range(0, todo.height, run.settings.chunk_size):
         chunk = todo.slice(start, run.settings.chunk_size)
@@ -111,6 +113,40 @@ def _enrich(run: Run, progress: Progress | None) -> list[pl.DataFrame]:
         if progress:
             progress(chunk.height)
     return fresh
+
+
+def _hold(run: Run, todo: pl.DataFrame) -> pl.DataFrame:
+    """Failure memory: rows whose request failed validation before and still waits are not
+    asked again (recorded as ``held`` with the reason and when they are asked again); the rest
+    is returned."""
+    s = run.settings
+    if not s.retry_failed_after_h or todo.is_empty():
+        return todo
+    by_key: dict[str, str] = {}
+    for key, i in zip(todo[KEY].to_list(), todo["_msg"].to_list(), strict=True):
+        messages = run.job.messages[i]
+        if messages is not None:
+            by_key[key] = run.engine.cache_key(messages)
+    held = run.store.held_requests(
+        list(set(by_key.values())),
+        utc_now(),
+        s.retry_failed_after_h * 3600,
+        s.retry_failed_max_days * 86400,
+    )
+    if held.is_empty():
+        return todo
+    why = {
+        r["request_key"]: (
+            f"failed validation in {r['attempts']} run(s) with this input, model, decoding and "
+            f"prompt (last: {r['last_error'][:300]}); asked again after "
+            f"{r['retry_at']:%Y-%m-%d %H:%M} UTC, or at once if its input changes"
+        )
+        for r in held.iter_rows(named=True)
+    }
+    failures = [(k, "held", why[ck], None, ck) for k, ck in by_key.items() if ck in why]
+    with run.store.transaction():
+        _record_errors(run, failures)
+    return todo.filter(~pl.col(KEY).is_in([f[0] for f in failures]))
 
 
 def _chunk(run: Run, chunk: pl.DataFrame) -> pl.DataFrame:
@@ -136,7 +172,7 @@ def _chunk(run: Run, chunk: pl.DataFrame) -> pl.DataFrame:
             continue
         answer = seen.get(ck) or answers[ck]
         if not answer.ok:
-            failures.append((key, answer.stage, answer.error or "failed", answer.raw))
+            failures.append((key, answer.stage, answer.error or "failed", answer.raw, ck))
             continue
         fresh_call = ck in answers and not answer.cached and ck not in counted
         counted.add(ck)
@@ -154,7 +190,7 @@ def _chunk(run: Run, chunk: pl.DataFrame) -> pl.DataFrame:
             vectors = embed_texts(embedder, texts, store)
         except Exception as exc:  # no row is stored without its embedding
             error = redact(f"{type(exc).__name__}: {exc}")[:2000]
-            failures += [(k, "embedding", error, None) for k in ok_keys]
+            failures += [(k, "embedding", error, None, None) for k in ok_keys]
         else:
             report.rows_generated += generated
             report.cache_hits += hits
@@ -197,7 +233,7 @@ def _profile_rows(
     )
 
 
-def _record_errors(run: Run, failures: list[tuple[str, str, str, str | None]]) -> None:
+def _record_errors(run: Run, failures: list[Failure]) -> None:
     if not failures:
         return
     store, report = run.store, run.report
@@ -212,6 +248,7 @@ def _record_errors(run: Run, failures: list[tuple[str, str, str, str | None]]) -
                 "stage": [f[1] for f in failures],
                 "error": [f[2] for f in failures],
                 "raw_output": pa.array([f[3] for f in failures], pa.string()),
+                "request_key": pa.array([f[4] for f in failures], pa.string()),
             }
         )
     )
@@ -220,7 +257,7 @@ def _record_errors(run: Run, failures: list[tuple[str, str, str, str | None]]) -
 def _record_failures(
     run: Run, keys: list[str], stage: str, error: str, in_transaction: bool = False
 ) -> None:
-    failures = [(k, stage, error, None) for k in keys]
+    failures: list[Failure] = [(k, stage, error, None, None) for k in keys]
     if in_transaction:
         _record_errors(run, failures)
     else:

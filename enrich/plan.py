@@ -3,6 +3,8 @@ the tokens and time that costs — computed the way the run itself decides, with
 
 - rows already stored with the same input hash, model and prompt version: skipped;
 - rows with nothing to describe: recorded as input errors, no call;
+- rows whose request failed validation before and still waits (the failure memory): held, no
+  call;
 - the rest: one request per distinct prompt (identical prompts are sent once), of which those in
   ``llm_cache`` cost nothing;
 - prompt tokens of the requests to generate: counted with the model's own tokenizer where it is
@@ -32,6 +34,7 @@ from enrich.inputs import HASH, KEY
 from enrich.job import JobInput
 from enrich.llm import ChatEmbedded
 from enrich.prompts import PromptTemplate, estimate_tokens
+from enrich.report import utc_now
 from enrich.sqlfiles import read_sql
 from enrich.store import Store
 
@@ -46,6 +49,8 @@ class JobPlan:
     rows: int
     stored: int
     no_text: int
+    held: int
+    """Rows the failure memory holds back (failed validation, still waiting)."""
     cached: int
     """Rows whose answer is in ``llm_cache``."""
     to_generate: int
@@ -114,9 +119,23 @@ def plan_job(
         m for k, m in zip(job.frame[KEY].to_list(), job.messages, strict=True) if k not in stored
     ]
     requests: dict[str, list[BaseMessage]] = {}
+    row_keys: list[str] = []
     for messages in todo:
         if messages is not None:
-            requests.setdefault(engine.cache_key(messages), messages)
+            row_keys.append(engine.cache_key(messages))
+            requests.setdefault(row_keys[-1], messages)
+    s = engine.settings
+    held: set[str] = set()
+    if s.retry_failed_after_h and requests:
+        held = set(
+            store.held_requests(
+                list(requests),
+                utc_now(),
+                s.retry_failed_after_h * 3600,
+                s.retry_failed_max_days * 86400,
+            )["request_key"].to_list()
+        )
+        requests = {k: m for k, m in requests.items() if k not in held}
     cached = set(engine.cached_answers(requests))
     fresh = {k: m for k, m in requests.items() if k not in cached}
     counts, exact = prompt_tokens(llm, list(fresh.values()))
@@ -131,7 +150,8 @@ def plan_job(
         rows=job.frame.height,
         stored=len(stored),
         no_text=sum(m is None for m in todo),
-        cached=sum(1 for m in todo if m is not None and engine.cache_key(m) in cached),
+        held=sum(k in held for k in row_keys),
+        cached=sum(k in cached for k in row_keys),
         to_generate=len(fresh),
         prompt_tokens=sum(counts),
         tokens_exact=exact,

@@ -49,9 +49,28 @@ def snapshot(store: Store, report: RunReport) -> StagedRun:
     return staged
 
 
-def stage_items(chunk: Any, **kwargs: Any) -> StagedRun:
-    """``profile_items`` on ``chunk`` into a fresh in-memory store; returns its rows."""
+def failure_history(store: Store, kind: str, ids: list[Any]) -> pa.Table:
+    """The validation failures on record for ``ids`` (``enrich_errors`` rows): what a worker's
+    fresh store needs for the failure memory to hold what still waits."""
+    wanted = pa.table({"entity_id": pa.array([str(i) for i in ids], pa.string())})  # noqa: F841
+    return store.con.sql(
+        "SELECT e.* FROM enrich_errors AS e SEMI JOIN wanted AS w USING (entity_id) "
+        "WHERE e.kind = ? AND e.stage = 'validation'",
+        params=[kind],
+    ).to_arrow_table()
+
+
+def _fresh_store(history: pa.Table | None) -> Store:
     store = Store.open(None)
+    if history is not None and history.num_rows:
+        store.con.execute("INSERT INTO enrich_errors BY NAME SELECT * FROM history")
+    return store
+
+
+def stage_items(chunk: Any, history: pa.Table | None = None, **kwargs: Any) -> StagedRun:
+    """``profile_items`` on ``chunk`` into a fresh in-memory store (holding ``history``, the
+    :func:`failure_history` of its rows); returns its rows."""
+    store = _fresh_store(history)
     _, report = profile_items(chunk, store=store, with_report=True, **kwargs)
     return snapshot(store, report)
 
@@ -77,10 +96,12 @@ def merge(store: Store, staged: StagedRun) -> None:
             store.con.unregister("enrich_staged")
 
 
-def stage_users(interactions: Any, items: Any | None = None, **kwargs: Any) -> StagedRun:
-    """``profile_users`` into a fresh in-memory store; returns its rows."""
+def stage_users(
+    interactions: Any, items: Any | None = None, history: pa.Table | None = None, **kwargs: Any
+) -> StagedRun:
+    """``profile_users`` into a fresh in-memory store (holding ``history``); returns its rows."""
     from enrich.user_profiles import profile_users
 
-    store = Store.open(None)
+    store = _fresh_store(history)
     _, report = profile_users(interactions, items, store=store, with_report=True, **kwargs)
     return snapshot(store, report)

@@ -29,7 +29,7 @@ from enrich.ledger import Ledger
 from enrich.profile_rows import ProfileRows
 from enrich.sqlfiles import read_sql, sql_files
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _MIGRATION = re.compile(r"^(\d{4})_.*\.sql$")
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from enrich.config import EnrichSettings
 from enrich.profiles import pending_items
 from enrich.schemas import ItemProfile
-from enrich.staging import StagedRun, merge, stage_items, stage_users
+from enrich.staging import StagedRun, failure_history, merge, stage_items, stage_users
 from enrich.store import Store, audit
 from enrich.user_profiles import pending_users
 from enrich.vocab import Vocabulary, controlled
@@ -120,12 +121,24 @@ def detect_changes(
     )
 
 
+@task(cache_policy=NO_CACHE)
+def failures_on_record(params: NightlyParams, kind: str, ids: list[Any]) -> pa.Table:
+    """The validation failures of the rows to enrich, shipped to the workers so that the
+    failure memory holds there what still waits (their stores start empty)."""
+    store = Store.open(params.store, lock_timeout_s=60)
+    try:
+        return failure_history(store, kind, ids)
+    finally:
+        store.close()
+
+
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def enrich_chunk(
-    chunk: pl.DataFrame, params: NightlyParams, labels: dict[str, list[str]]
+    chunk: pl.DataFrame, params: NightlyParams, labels: dict[str, list[str]], history: pa.Table
 ) -> StagedRun:
     return stage_items(
         chunk,
+        history=history,
         id_col=params.id_col,
         text_cols=params.text_cols,
         llm=params.llm,
@@ -144,11 +157,16 @@ def detect_user_changes(
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def enrich_user_chunk(
-    log: pl.DataFrame, items: pl.DataFrame, people: pl.DataFrame | None, params: NightlyParams
+    log: pl.DataFrame,
+    items: pl.DataFrame,
+    people: pl.DataFrame | None,
+    params: NightlyParams,
+    history: pa.Table,
 ) -> StagedRun:
     return stage_users(
         log,
         items,
+        history=history,
         users=people,
         embedder=params.embedder,
         settings=params.settings,
@@ -184,8 +202,13 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
     todo = detect_changes(items, params, labels)
     logger.info("items: %d in, %d new or changed", items.height, todo.height)
     chunks = [todo.slice(i, params.chunk_size) for i in range(0, todo.height, params.chunk_size)]
+    history = failures_on_record(params, "items", todo[params.id_col].to_list())
     futures = (
-        enrich_chunk.map(chunks, params=unmapped(params), labels=unmapped(labels)) if chunks else []
+        enrich_chunk.map(
+            chunks, params=unmapped(params), labels=unmapped(labels), history=unmapped(history)
+        )
+        if chunks
+        else []
     )
     report: dict[str, Any] = {"items": _merge_all(futures, params, items.height, len(chunks))}
     if params.interactions is not None:
@@ -208,7 +231,10 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
             None if people is None else people.filter(pl.col(params.user_col).is_in(p))
             for p in parts
         ]
-        futures = enrich_user_chunk.map(logs, unmapped(items), folks, unmapped(params))
+        history = failures_on_record(params, "users", ids)
+        futures = enrich_user_chunk.map(
+            logs, unmapped(items), folks, unmapped(params), unmapped(history)
+        )
         report["users"] = _merge_all(futures, params, everyone, len(parts))
     report["audits"] = run_audits(params.store)
     report["seconds"] = round(time.perf_counter() - started, 2)

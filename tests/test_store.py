@@ -123,7 +123,15 @@ def test_every_sql_file_runs() -> None:
     for folder in ("migrations", "views", "audits"):
         for path in sql_files(folder):
             store.con.execute(path.read_text()).fetchall()  # re-runnable, or a query
-    values = {"item_id": "0", "k": 2, "model": "m", "prompt_version": "p", "kind": "items"}
+    values = {
+        **{"item_id": "0", "k": 2, "model": "m", "prompt_version": "p", "kind": "items"},
+        **{"base_s": 3600.0, "max_s": 86400.0, "now": datetime(2026, 1, 1)},
+    }
+    store.con.register("wanted", pa.table({"request_key": ["k"]}))  # relations queries read
+    store.con.execute(
+        "CREATE TEMP VIEW profiled AS SELECT 'items' AS kind, 'a' AS entity_id, "
+        "now()::TIMESTAMP AS at"
+    )
     for path in sql_files("queries"):
         text = path.read_text()
         params = {k: v for k, v in values.items() if re.search(rf"\${k}\b", text)}
