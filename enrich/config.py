@@ -45,13 +45,24 @@ class EnrichSettings(BaseSettings):
     tokens_per_minute: float | None = Field(None, gt=0)
     """Token rate cap (input tokens estimated before sending); None: no cap."""
     max_tokens_total: int | None = Field(None, gt=0)
-    """Stop starting new chunks once this many tokens were spent; the rest is recorded."""
+    """The run's token budget: no request is started once this many tokens were spent (by every
+    process sharing ``budget_scope``); rows not started are recorded as ``budget`` errors."""
     max_cost: float | None = Field(None, gt=0)
-    """Stop starting new chunks once this cost was reached; the rest is recorded."""
-    price_in_per_mtok: float = Field(0.0, ge=0)
-    """Price of one million input tokens (0 for local models), for the ``cost`` column."""
-    price_out_per_mtok: float = Field(0.0, ge=0)
-    """Price of one million output tokens."""
+    """The run's cost budget (needs a known price, :mod:`enrich.prices`), like
+    ``max_tokens_total``."""
+    shared_quota: str | None = None
+    """A SQLite file through which processes on one machine share the rate limits and the budget
+    (:mod:`enrich.quota`); None: this process only. The nightly flow sets one next to its store."""
+    budget_scope: str | None = None
+    """Which spend counter the budget applies to: processes given the same scope (and
+    ``shared_quota``) share one budget. None: each run its own (the nightly flow: the flow run)."""
+    price_in_per_mtok: float | None = Field(None, ge=0)
+    """Price of one million prompt tokens, overriding the price table (:mod:`enrich.prices`:
+    genai-prices for hosted models, free for local ones; unknown models cost NULL)."""
+    price_out_per_mtok: float | None = Field(None, ge=0)
+    """Price of one million completion tokens, overriding the price table."""
+    price_cached_in_per_mtok: float | None = Field(None, ge=0)
+    """Price of one million prompt tokens read from the provider's cache (None: as the rest)."""
     retry_failed_after_h: float = Field(36.0, ge=0)
     """Failure memory: a request whose answer failed validation (the same input, model,
     decoding and prompt) is not asked again for this many hours, doubling with each further

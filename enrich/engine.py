@@ -30,11 +30,12 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from pydantic import BaseModel, ValidationError
 
 from enrich.config import EnrichSettings
-from enrich.errors import TransientError, redact
+from enrich.errors import EnrichError, TransientError, redact
 from enrich.hashing import sha256_hex
-from enrich.limits import RateLimiter
 from enrich.llm import ChatEmbedded, decoding_params, model_id, structured
+from enrich.prices import Prices, prices_for, warn_unknown
 from enrich.prompts import estimate_tokens
+from enrich.quota import BudgetSpent, Quota
 from enrich.store import Store
 
 CACHE_ROWS = pa.schema(
@@ -74,22 +75,42 @@ class Usage:
     llm_calls: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    cached_in: int = 0
+    """Prompt tokens the provider read from its prompt cache (priced lower where it says so)."""
+    cost: float | None = 0.0
+    """None: the model's price is unknown."""
     llm_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, calls: int = 0, tokens_in: int = 0, tokens_out: int = 0) -> None:
+    def add(
+        self,
+        calls: int = 0,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        cached_in: int = 0,
+        cost: float | None = 0.0,
+    ) -> None:
         with self._lock:
             self.llm_calls += calls
             self.tokens_in += tokens_in
             self.tokens_out += tokens_out
+            self.cached_in += cached_in
+            self.cost = None if self.cost is None or cost is None else self.cost + cost
 
 
 class _Counter(BaseCallbackHandler):
-    """Counts every request sent (retries included) and the tokens the provider reports."""
+    """Counts every request sent (retries included), the tokens the provider reports and their
+    cost (each request priced on its own: tiered prices depend on a request's size), and adds
+    them to the run's shared budget."""
 
-    def __init__(self, usage: Usage, on_call: Callable[[], None] | None) -> None:
-        self.usage = usage
-        self.on_call = on_call
+    def __init__(
+        self,
+        usage: Usage,
+        prices: Prices | None,
+        quota: Quota,
+        on_call: Callable[[], None] | None,
+    ) -> None:
+        self.usage, self.prices, self.quota, self.on_call = usage, prices, quota, on_call
 
     def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
         self.usage.add(calls=1)
@@ -98,9 +119,11 @@ class _Counter(BaseCallbackHandler):
         for generations in response.generations:
             for gen in generations:
                 meta = getattr(getattr(gen, "message", None), "usage_metadata", None) or {}
-                self.usage.add(
-                    tokens_in=meta.get("input_tokens", 0), tokens_out=meta.get("output_tokens", 0)
-                )
+                tin, tout = meta.get("input_tokens", 0), meta.get("output_tokens", 0)
+                cached = (meta.get("input_token_details") or {}).get("cache_read", 0) or 0
+                cost = None if self.prices is None else self.prices.cost(tin, tout, cached)
+                self.usage.add(tokens_in=tin, tokens_out=tout, cached_in=cached, cost=cost)
+                self.quota.spend(tin + tout, cost)
         if self.on_call:
             self.on_call()
 
@@ -160,10 +183,17 @@ class LLMEngine:
             sort_keys=True,
             default=str,
         )
-        self._limiter = RateLimiter(
-            self.settings.requests_per_minute, self.settings.tokens_per_minute
-        )
-        self._counter = _Counter(self.usage, on_call)
+        self.prices = prices_for(llm, self.settings)
+        if self.prices is None:
+            if self.settings.max_cost is not None:
+                raise EnrichError(
+                    f"max_cost needs the price of {self.model}, which the price table does not "
+                    "know: set price_in_per_mtok and price_out_per_mtok, or use max_tokens_total"
+                )
+            warn_unknown(self.model)
+            self.usage.cost = None
+        self.quota = Quota(self.settings)
+        self._counter = _Counter(self.usage, self.prices, self.quota, on_call)
         self._structured = structured(llm, schema, self.settings.structured_method)
         self._transient = transient_errors()
         self._runnable = RunnableLambda(self._request, name="enrich-request")
@@ -179,19 +209,13 @@ class LLMEngine:
         return sha256_hex(self._fingerprint + payload)
 
     @property
-    def cost(self) -> float:
-        s = self.settings
-        return (
-            self.usage.tokens_in * s.price_in_per_mtok
-            + self.usage.tokens_out * s.price_out_per_mtok
-        ) / 1e6
+    def cost(self) -> float | None:
+        """What this engine's requests cost (None: the model's price is unknown)."""
+        return self.usage.cost
 
     def budget_left(self) -> bool:
-        s = self.settings
-        spent = self.usage.tokens_in + self.usage.tokens_out
-        if s.max_tokens_total is not None and spent >= s.max_tokens_total:
-            return False
-        return not (s.max_cost is not None and self.cost >= s.max_cost)
+        """False once the run's budget (shared by every process of its scope) is spent."""
+        return self.quota.left()
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -267,6 +291,8 @@ class LLMEngine:
         return answers
 
     def _answer(self, result: Any, request: list[BaseMessage]) -> Answer:
+        if isinstance(result, BudgetSpent):
+            return Answer(error=f"{result}; the next run does it", stage="budget")
         if isinstance(result, BaseException):
             return Answer(error=redact(f"{type(result).__name__}: {result}")[:2000], stage="llm")
         raw_msg = result.get("raw")
@@ -312,6 +338,8 @@ class LLMEngine:
         when one raises a non-retryable error.)
         """
         for attempt in range(self.settings.max_retries + 1):
+            if not self.quota.left():
+                raise BudgetSpent("the run's token/cost budget was spent before this request")
             self._throttle(messages)
             try:
                 return self._structured.invoke(messages, config)
@@ -324,7 +352,7 @@ class LLMEngine:
     def _throttle(self, messages: list[BaseMessage]) -> None:
         if self.settings.requests_per_minute or self.settings.tokens_per_minute:
             text = " ".join(m.text for m in messages)
-            self._limiter.acquire(estimate_tokens(text) + 300)
+            self.quota.acquire(estimate_tokens(text) + 300)
 
 
 def backoff_seconds(

@@ -40,7 +40,8 @@ class RunReport:
     llm_calls: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
-    cost: float = 0.0
+    cost: float | None = 0.0
+    """None: the model's price is unknown (:mod:`enrich.prices`)."""
     llm_seconds: float = 0.0
     embed_seconds: float = 0.0
     total_seconds: float = 0.0

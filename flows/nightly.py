@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
-from prefect import flow, get_run_logger, task, unmapped
+from prefect import flow, get_run_logger, runtime, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
@@ -48,7 +49,9 @@ class NightlyParams(BaseModel):
     settings: EnrichSettings = Field(
         default_factory=EnrichSettings,
         description="how each task calls the LLM; settings.chunk_size is also the rows per "
-        "mapped task, settings.max_tokens_total the token budget of each",
+        "mapped task; the budget (max_tokens_total, max_cost) and the rate limits hold for the "
+        "whole flow run, across every task and worker (shared through settings.shared_quota, "
+        "by default a file next to the store)",
     )
     interactions: Source | None = Field(None, description="interaction log; None: items only")
     users: Source | None = Field(None, description="user attributes (optional)")
@@ -197,6 +200,7 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
     """Enrich what is new or changed among items (and users); return the run report."""
     started = time.perf_counter()
     logger = get_run_logger()
+    params = one_quota(params, str(runtime.flow_run.id or "local"))
     items = extract(params.items)
     labels = pin_vocabularies(params)
     todo = detect_changes(items, params, labels)
@@ -243,6 +247,17 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
     return report
 
 
+def one_quota(params: NightlyParams, run_id: str) -> NightlyParams:
+    """``params`` whose every task shares one budget and one set of rate limits: the flow run's
+    scope, in a SQLite file next to the store (or ``settings.shared_quota``)."""
+    s = params.settings
+    path = s.shared_quota or str(Path(params.store).resolve()) + ".quota.sqlite"
+    settings = s.model_copy(
+        update={"shared_quota": path, "budget_scope": s.budget_scope or f"nightly-{run_id}"}
+    )
+    return params.model_copy(update={"settings": settings})
+
+
 def _merge_all(futures: Any, params: NightlyParams, rows_in: int, n_chunks: int) -> dict[str, Any]:
     """Merge each chunk as it finishes (the single writer); sum the chunks' reports."""
     totals: dict[str, Any] = dict.fromkeys(
@@ -263,7 +278,8 @@ def _merge_all(futures: Any, params: NightlyParams, rows_in: int, n_chunks: int)
         staged = future.result()
         commit(staged, params.store)
         for key in totals:
-            totals[key] += getattr(staged.report, key)
+            value = getattr(staged.report, key)
+            totals[key] = None if value is None or totals[key] is None else totals[key] + value
         failed += sorted(staged.report.failures)
     skipped = rows_in - totals["rows_enriched"] - totals["rows_failed"]
     return {

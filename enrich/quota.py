@@ -1,0 +1,149 @@
+"""One rate limit and one budget, whatever the topology: threads of a run, chunks, processes,
+Dask workers on one machine.
+
+- **Rates** (requests and tokens per minute) are pyrate-limiter's sliding-window limiters. In
+  one process they live in memory; with ``EnrichSettings(shared_quota="/path/quota.sqlite")``
+  every process opening the same file shares them (pyrate-limiter's SQLite bucket under a file
+  lock). The request cap is also applied per second (``rpm / 60``), so no one-second window
+  holds a minute's burst. Tokens are counted in units of ``tpm / 1000`` (a bucket row per
+  unit), so a high token cap costs no more than a low one.
+- **The budget** (``max_tokens_total``, ``max_cost``) is a spend counter per ``budget_scope``
+  (the run) in the same place: every request adds what it spent; a request is not started once
+  the scope's spend reached the budget. Overshoot is bounded by the requests in flight.
+
+The nightly flow gives its workers one scope per flow run, in a file next to the store.
+
+Example:
+    >>> q = Quota(EnrichSettings(requests_per_minute=600, max_tokens_total=1_000))
+    >>> q.acquire(tokens=300)   # returns at once while the limits have room
+    True
+    >>> q.spend(tokens=400, cost=None); q.left()
+    True
+    >>> q.spend(tokens=700, cost=None); q.left()
+    False
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+import uuid
+from pathlib import Path
+
+from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate, SQLiteBucket
+
+from enrich.config import EnrichSettings
+from enrich.errors import EnrichError
+
+_SPEND = (
+    "CREATE TABLE IF NOT EXISTS enrich_spend (scope TEXT PRIMARY KEY, requests INTEGER NOT NULL,"
+    " tokens INTEGER NOT NULL, cost REAL NOT NULL)"
+)
+_ADD = (
+    "INSERT INTO enrich_spend VALUES (?, 1, ?, ?) ON CONFLICT (scope) DO UPDATE SET "
+    "requests = requests + 1, tokens = tokens + excluded.tokens, cost = cost + excluded.cost"
+)
+
+
+class BudgetSpent(Exception):
+    """The run's budget was spent before this request started (it was not sent)."""
+
+
+class Quota:
+    """The rate limits and budget of one run (see the module docstring)."""
+
+    def __init__(self, settings: EnrichSettings, scope: str | None = None) -> None:
+        self.settings = settings
+        self.scope = settings.budget_scope or scope or uuid.uuid4().hex
+        self.path = settings.shared_quota
+        self._lock = threading.Lock()
+        self._spent = (0, 0.0)
+        self._db: sqlite3.Connection | None = None
+        if self.path is not None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SPEND)
+            self._db.commit()
+        self._requests = self._limiter("requests", request_rates(settings.requests_per_minute))
+        tpm = settings.tokens_per_minute or 0
+        self._unit = max(1, math.ceil(tpm / 1000))
+        self._unit_limit = math.ceil(tpm / self._unit)
+        self._tokens = (
+            self._limiter("tokens", [Rate(self._unit_limit, Duration.MINUTE)]) if tpm else None
+        )
+
+    def _limiter(self, table: str, rates: list[Rate]) -> Limiter | None:
+        if not rates:
+            return None
+        if self.path is None:
+            return Limiter(InMemoryBucket(rates))
+        try:
+            bucket = SQLiteBucket.init_from_file(
+                rates, table=f"enrich_{table}", db_path=self.path, use_file_lock=True
+            )
+        except sqlite3.Error as exc:
+            raise EnrichError(f"cannot share rate limits through {self.path}: {exc}") from None
+        return Limiter(bucket)
+
+    # -- rates -----------------------------------------------------------------------------------
+
+    def acquire(self, tokens: int = 0, wait: bool = True) -> bool:
+        """Block until one more request of ``tokens`` (estimated) tokens fits every limit
+        (``wait=False``: return False at once instead of waiting)."""
+        if self._requests is not None and not self._requests.try_acquire("request", blocking=wait):
+            return False
+        if self._tokens is not None and tokens > 0:  # a request above the cap waits for all of it
+            units = min(math.ceil(tokens / self._unit), self._unit_limit)
+            return bool(self._tokens.try_acquire("tokens", weight=units, blocking=wait))
+        return True
+
+    # -- budget ----------------------------------------------------------------------------------
+
+    def spend(self, tokens: int, cost: float | None) -> None:
+        """Add one request's spend to the scope's counter."""
+        if self._db is not None:
+            with self._lock:
+                self._db.execute(_ADD, (self.scope, tokens, cost or 0.0))
+                self._db.commit()
+            return
+        with self._lock:
+            self._spent = (self._spent[0] + tokens, self._spent[1] + (cost or 0.0))
+
+    def spent(self) -> tuple[int, float]:
+        """``(tokens, cost)`` spent so far in this scope, by every process sharing it."""
+        if self._db is None:
+            return self._spent
+        with self._lock:
+            row = self._db.execute(
+                "SELECT tokens, cost FROM enrich_spend WHERE scope = ?", (self.scope,)
+            ).fetchone()
+        return (int(row[0]), float(row[1])) if row else (0, 0.0)
+
+    def left(self) -> bool:
+        """False once the scope spent ``max_tokens_total`` or ``max_cost``."""
+        s = self.settings
+        if s.max_tokens_total is None and s.max_cost is None:
+            return True
+        tokens, cost = self.spent()
+        if s.max_tokens_total is not None and tokens >= s.max_tokens_total:
+            return False
+        return not (s.max_cost is not None and cost >= s.max_cost)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+def request_rates(per_minute: float | None) -> list[Rate]:
+    """Sliding windows for a request cap: per minute, and per second at a 60th of it (under
+    60 a minute: one request per ``60 / rpm`` seconds)."""
+    if not per_minute:
+        return []
+    if per_minute < 60:
+        return [Rate(1, int(60_000 / per_minute))]
+    return [
+        Rate(math.floor(per_minute / 60), Duration.SECOND),
+        Rate(int(per_minute), Duration.MINUTE),
+    ]
