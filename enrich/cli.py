@@ -1,8 +1,9 @@
-"""The ``enrich`` command line: ``demo``, ``items``, ``vocab``, ``evaluate``, ``runs``,
+"""The ``enrich`` command line: ``demo``, ``items``, ``plan``, ``vocab``, ``evaluate``, ``runs``,
 ``errors``, ``audit``, ``export``.
 
 Example:
     $ enrich demo --limit 20
+    $ enrich plan catalogue.parquet --store features.duckdb --llm openai:gpt-4o-mini
     $ enrich vocab catalogue.parquet --name themes --k 30 --store features.duckdb
     $ enrich items catalogue.parquet --id-col item_id --vocab themes --store features.duckdb
 """
@@ -108,6 +109,24 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
     ev.add_argument("--dry-run", action="store_true", help="print the LLM plan and stop")
 
+    plan = sub.add_parser(
+        "plan",
+        help="the bill before the run: rows stored, held, cached and to generate; tokens, "
+        "time and cost (no LLM call)",
+    )
+    plan.add_argument("source", type=Path, help="the item catalogue (.csv or .parquet)")
+    plan.add_argument("--store", type=Path, help="DuckDB file the run would use (default: none)")
+    plan.add_argument("--id-col", default="item_id")
+    plan.add_argument("--text-cols", nargs="+", help="columns to describe (default: all text)")
+    plan.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
+    plan.add_argument("--interactions", type=Path, help="also plan the users of this log")
+    plan.add_argument("--user-col", default="user_id")
+    plan.add_argument("--time-col", default="timestamp")
+    plan.add_argument("--rating-col", default="rating")
+    plan.add_argument("--item-text-cols", nargs="+", default=["title"])
+    plan.add_argument("--price-in", type=float, help="$ per 1M prompt tokens (overrides table)")
+    plan.add_argument("--price-out", type=float, help="$ per 1M completion tokens")
+
     errors = sub.add_parser(
         "errors",
         help="what keeps failing: each entity still without a profile, why, attempts, next try",
@@ -137,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             _runs(args)
         elif args.command == "errors":
             _errors(args)
+        elif args.command == "plan":
+            _plan(args)
         elif args.command == "evaluate":
             _evaluate(args)
         elif args.command == "audit":
@@ -286,6 +307,42 @@ def _audit(args: argparse.Namespace) -> int:
             print(rows.head(20))
     store.close()
     return 1 if failed else 0
+
+
+def _plan(args: argparse.Namespace) -> None:
+    from enrich.config import EnrichSettings
+    from enrich.plan import plan_items, plan_table, plan_users
+    from enrich.store import Store
+
+    settings = EnrichSettings(price_in_per_mtok=args.price_in, price_out_per_mtok=args.price_out)
+    frame = _read(args.source)
+    with Store.borrow(str(args.store) if args.store else None) as store:
+        plans = [
+            plan_items(
+                frame,
+                id_col=args.id_col,
+                text_cols=args.text_cols,
+                llm=args.llm,
+                store=store,
+                settings=settings,
+            )
+        ]
+        if args.interactions is not None:
+            plans.append(
+                plan_users(
+                    _read(args.interactions),
+                    frame,
+                    user_col=args.user_col,
+                    item_col=args.id_col,
+                    time_col=args.time_col,
+                    rating_col=args.rating_col or None,
+                    item_text_cols=tuple(args.item_text_cols),
+                    llm=args.llm,
+                    store=store,
+                    settings=settings,
+                )
+            )
+    print(plan_table(plans, f"LLM plan for {args.source} (no call made):"))
 
 
 def _errors(args: argparse.Namespace) -> None:

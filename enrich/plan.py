@@ -8,11 +8,13 @@ the tokens and time that costs — computed the way the run itself decides, with
 - the rest: one request per distinct prompt (identical prompts are sent once), of which those in
   ``llm_cache`` cost nothing;
 - prompt tokens of the requests to generate: counted with the model's own tokenizer where it is
-  available offline (the embedded model's llama.cpp tokenizer), otherwise estimated (~4
-  characters a token) and marked as an estimate;
+  available offline (:mod:`enrich.tokens`: llama.cpp's for the embedded model, tiktoken for
+  OpenAI models), otherwise estimated (~4 characters a token) and marked as an estimate;
 - completion tokens and LLM seconds per request: from the ``runs`` ledger of this model and
   prompt version (``sql/queries/plan_rates.sql``), else of this model with any prompt, else
-  unknown (tokens: the schema's upper bound).
+  unknown (tokens: the schema's upper bound);
+- cost: each request priced on its own (:mod:`enrich.prices`: the run's prices, else
+  genai-prices' table, free for local models; None when unknown).
 
 Example:
     >>> p = plan_items(catalogue, store="features.duckdb")          # doctest: +SKIP
@@ -32,11 +34,11 @@ from enrich.config import EnrichSettings
 from enrich.engine import LLMEngine
 from enrich.inputs import HASH, KEY
 from enrich.job import JobInput
-from enrich.llm import ChatEmbedded
-from enrich.prompts import PromptTemplate, estimate_tokens
+from enrich.prompts import PromptTemplate
 from enrich.report import utc_now
 from enrich.sqlfiles import read_sql
 from enrich.store import Store
+from enrich.tokens import tokenizer_for
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,16 @@ class JobPlan:
     prompt_tokens: int
     tokens_exact: bool
     """True: ``prompt_tokens`` counted by the model's tokenizer; False: an estimate."""
+    tokenizer: str
+    """What counted them (:mod:`enrich.tokens`)."""
     completion_tokens: float
     seconds: float | None
     """LLM time at the ledger's measured rate (None: no run of this model on record)."""
     rate_source: str
     """Where the per-request rates come from."""
+    cost: float | None = None
+    """What the requests to generate would cost (None: the model's price is unknown)."""
+    price_source: str = "unknown"
     request_tokens: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
     """Prompt tokens of each request to generate, by cache key."""
 
@@ -74,6 +81,7 @@ class JobPlan:
         share = len(left) / len(self.request_tokens)
         return replace(
             self,
+            cost=None if self.cost is None else self.cost * share,
             cached=self.cached + len(self.request_tokens) - len(left),
             to_generate=len(left),
             prompt_tokens=sum(left.values()),
@@ -87,16 +95,65 @@ class JobPlan:
         secs = "unknown" if self.seconds is None else f"{self.seconds / 60:.1f} min"
         approx = "" if self.tokens_exact else "~"
         return (
-            f"{self.kind:<24} {self.rows:>7} {self.stored:>7} {self.cached:>7} "
-            f"{self.to_generate:>8} {approx}{self.prompt_tokens:>10} "
-            f"{self.completion_tokens:>9.0f} {secs:>10}  ({self.rate_source})"
+            f"{self.kind:<24} {self.rows:>7} {self.stored:>7} {self.held:>5} {self.cached:>7} "
+            f"{self.to_generate:>8} {approx + str(self.prompt_tokens):>11} "
+            f"{self.completion_tokens:>9.0f} {secs:>10} {_money(self.cost):>9}"
         )
 
 
 HEADER = (
-    f"{'job':<24} {'rows':>7} {'stored':>7} {'cached':>7} {'generate':>8} "
-    f"{'prompt tok':>10} {'out tok':>9} {'LLM time':>10}"
+    f"{'job':<24} {'rows':>7} {'stored':>7} {'held':>5} {'cached':>7} {'generate':>8} "
+    f"{'prompt tok':>11} {'out tok':>9} {'LLM time':>10} {'cost':>9}"
 )
+
+
+def plan_table(plans: list[JobPlan], title: str = "LLM plan:") -> str:
+    """Plans as a small table with totals and where each figure comes from.
+
+    >>> p = JobPlan("items", "m", "v", rows=10, stored=4, no_text=0, held=1, cached=2,
+    ...             to_generate=3, prompt_tokens=900, tokens_exact=True, tokenizer="tiktoken",
+    ...             completion_tokens=150,
+    ...             seconds=30.0, rate_source="ledger: this prompt", cost=0.0012,
+    ...             price_source="genai-prices 0.2.3: openai/gpt-4o-mini")
+    >>> print(plan_table([p]))  # doctest: +NORMALIZE_WHITESPACE
+    LLM plan:
+    job            rows  stored  held  cached  generate  prompt tok  out tok  LLM time      cost
+    items            10       4     1       2         3         900      150   0.5 min   $0.0012
+    total: 3 LLM requests to generate, 900 prompt tokens, ~150 completion tokens, LLM time
+    0.5 min, cost $0.0012
+    sources: m: prompt tokens by tiktoken; rates from ledger: this prompt; prices from
+    genai-prices 0.2.3: openai/gpt-4o-mini
+    """
+    if not plans:
+        return "LLM plan: nothing needs an LLM call."
+    lines = [title, HEADER, *(p.line() for p in plans)]
+    generate = sum(p.to_generate for p in plans)
+    seconds = [p.seconds for p in plans if p.to_generate]
+    known = all(s is not None for s in seconds)
+    total = f"{sum(seconds) / 60:.1f} min" if known and seconds else "unknown"  # type: ignore[arg-type]
+    costs = [p.cost for p in plans if p.to_generate]
+    cost = (
+        sum(costs) if costs and all(c is not None for c in costs) else (0.0 if not costs else None)
+    )  # type: ignore[arg-type]
+    lines.append(
+        f"total: {generate} LLM requests to generate, "
+        f"{sum(p.prompt_tokens for p in plans)} prompt tokens"
+        f"{'' if all(p.tokens_exact for p in plans) else ' (estimated)'}, "
+        f"~{sum(p.completion_tokens for p in plans):.0f} completion tokens, LLM time {total}, "
+        f"cost {_money(cost)}"
+    )
+    for model, tokenizer, rates, prices in {
+        (p.model, p.tokenizer, p.rate_source, p.price_source): None for p in plans
+    }:
+        lines.append(
+            f"sources: {model}: prompt tokens by {tokenizer}; rates from {rates}; "
+            f"prices from {prices}"
+        )
+    return "\n".join(lines)
+
+
+def _money(cost: float | None) -> str:
+    return "unknown" if cost is None else f"${cost:.4f}" if cost < 1 else f"${cost:,.2f}"
 
 
 def plan_job(
@@ -138,11 +195,13 @@ def plan_job(
         requests = {k: m for k, m in requests.items() if k not in held}
     cached = set(engine.cached_answers(requests))
     fresh = {k: m for k, m in requests.items() if k not in cached}
-    counts, exact = prompt_tokens(llm, list(fresh.values()))
+    tokenizer = tokenizer_for(llm, schema)
+    counts = tokenizer(list(fresh.values()))
     per_request, seconds_each, source = _rates(store, engine.model, engine.prompt_version)
     if per_request is None:
         per_request = float(getattr(llm, "max_tokens", None) or _schema_bound(schema))
         source += "; output tokens: upper bound"
+    prices = engine.prices
     return JobPlan(
         kind=label,
         model=engine.model,
@@ -154,10 +213,13 @@ def plan_job(
         cached=sum(k in cached for k in row_keys),
         to_generate=len(fresh),
         prompt_tokens=sum(counts),
-        tokens_exact=exact,
+        tokens_exact=tokenizer.exact,
+        tokenizer=tokenizer.name,
         completion_tokens=per_request * len(fresh),
         seconds=None if seconds_each is None else seconds_each * len(fresh),
         rate_source=source,
+        cost=None if prices is None else sum(prices.cost(t, round(per_request)) for t in counts),
+        price_source="unknown" if prices is None else prices.source,
         request_tokens=dict(zip(fresh, counts, strict=True)),
     )
 
@@ -179,14 +241,6 @@ def plan_users(
 
     plan = profile_users(interactions, items, dry_run=True, **options)
     return replace(plan, kind=label)  # type: ignore[arg-type]
-
-
-def prompt_tokens(llm: Any, requests: list[list[BaseMessage]]) -> tuple[list[int], bool]:
-    """``(tokens of each request, exact)``: the embedded model's tokenizer counts them exactly;
-    other models are estimated (no tokenizer is downloaded)."""
-    if isinstance(llm, ChatEmbedded):
-        return [llm.get_num_tokens_from_messages(m) for m in requests], True
-    return [estimate_tokens("\n".join(m.text for m in msgs)) for msgs in requests], False
 
 
 def _rates(store: Store, model: str, prompt_version: str) -> tuple[float | None, float | None, str]:

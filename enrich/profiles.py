@@ -133,7 +133,7 @@ def plan_profile_job(
     """What :func:`run_profile_job` would do with the same job (shared by items and users)."""
     settings = settings or EnrichSettings()
     with Store.borrow(store) as opened:
-        chat = resolve_llm(llm, timeout=settings.timeout_s)
+        chat = resolve_llm(llm, timeout=settings.timeout_s, planning=True)
         return plan_job(kind, kind, job, schema, prompt, chat, opened, settings)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -92,11 +93,11 @@ class Quota:
     def acquire(self, tokens: int = 0, wait: bool = True) -> bool:
         """Block until one more request of ``tokens`` (estimated) tokens fits every limit
         (``wait=False``: return False at once instead of waiting)."""
-        if self._requests is not None and not self._requests.try_acquire("request", blocking=wait):
+        if self._requests is not None and not _take(self._requests, "request", 1, wait):
             return False
         if self._tokens is not None and tokens > 0:  # a request above the cap waits for all of it
             units = min(math.ceil(tokens / self._unit), self._unit_limit)
-            return bool(self._tokens.try_acquire("tokens", weight=units, blocking=wait))
+            return _take(self._tokens, "tokens", units, wait)
         return True
 
     # -- budget ----------------------------------------------------------------------------------
@@ -136,6 +137,19 @@ class Quota:
             self._db.close()
 
 
+def _take(limiter: Limiter, name: str, weight: int, wait: bool) -> bool:
+    """One attempt at the current time, repeated every 20 ms while ``wait``; without ``wait``,
+    attempts for 50 ms (an attempt also fails while the limiter's cleanup thread holds its lock).
+    (pyrate-limiter's own blocking wait dates its retry by the time slept, so one process could
+    take every permit while another waited; its ``blocking=False`` fails under filelock 4.)"""
+    deadline = time.monotonic() + 0.05
+    while not limiter.try_acquire(name, weight=weight, timeout=0):
+        if not wait and time.monotonic() > deadline:
+            return False
+        time.sleep(0.01 if not wait else 0.02)
+    return True
+
+
 def request_rates(per_minute: float | None) -> list[Rate]:
     """Sliding windows for a request cap: per minute, and per second at a 60th of it (under
     60 a minute: one request per ``60 / rpm`` seconds)."""
@@ -144,6 +158,6 @@ def request_rates(per_minute: float | None) -> list[Rate]:
     if per_minute < 60:
         return [Rate(1, int(60_000 / per_minute))]
     return [
-        Rate(math.floor(per_minute / 60), Duration.SECOND),
+        Rate(math.ceil(per_minute / 60), Duration.SECOND),  # no stricter per ms than a minute
         Rate(int(per_minute), Duration.MINUTE),
     ]

@@ -68,6 +68,11 @@ class ScriptedChat(BaseChatModel):
         return {"model": self.name_}
 
     @property
+    def model_name(self) -> str:
+        """The model name in the ledger (``scripted:<name_>``)."""
+        return self.name_
+
+    @property
     def calls(self) -> list[str]:
         return self._calls
 

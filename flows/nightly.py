@@ -214,7 +214,9 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
         if chunks
         else []
     )
-    report: dict[str, Any] = {"items": _merge_all(futures, params, items.height, len(chunks))}
+    report: dict[str, Any] = {
+        "items": _merge_all(futures, params, items.height, todo.height, len(chunks))
+    }
     if params.interactions is not None:
         log = extract(params.interactions)
         people = extract(params.users) if params.users is not None else None
@@ -239,7 +241,7 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
         futures = enrich_user_chunk.map(
             logs, unmapped(items), folks, unmapped(params), unmapped(history)
         )
-        report["users"] = _merge_all(futures, params, everyone, len(parts))
+        report["users"] = _merge_all(futures, params, everyone, len(ids), len(parts))
     report["audits"] = run_audits(params.store)
     report["seconds"] = round(time.perf_counter() - started, 2)
     report["finished_at"] = datetime.now().isoformat(timespec="seconds")
@@ -258,8 +260,11 @@ def one_quota(params: NightlyParams, run_id: str) -> NightlyParams:
     return params.model_copy(update={"settings": settings})
 
 
-def _merge_all(futures: Any, params: NightlyParams, rows_in: int, n_chunks: int) -> dict[str, Any]:
-    """Merge each chunk as it finishes (the single writer); sum the chunks' reports."""
+def _merge_all(
+    futures: Any, params: NightlyParams, rows_in: int, rows_todo: int, n_chunks: int
+) -> dict[str, Any]:
+    """Merge each chunk as it finishes (the single writer); sum the chunks' reports. Rows not
+    new or changed were skipped; each row sent to a chunk is enriched or failed (recorded)."""
     totals: dict[str, Any] = dict.fromkeys(
         (
             "cache_hits",
@@ -281,10 +286,9 @@ def _merge_all(futures: Any, params: NightlyParams, rows_in: int, n_chunks: int)
             value = getattr(staged.report, key)
             totals[key] = None if value is None or totals[key] is None else totals[key] + value
         failed += sorted(staged.report.failures)
-    skipped = rows_in - totals["rows_enriched"] - totals["rows_failed"]
     return {
         "rows_in": rows_in,
-        "rows_skipped": skipped,
+        "rows_skipped": rows_in - rows_todo,
         **totals,
         "chunks": n_chunks,
         "failed_ids": failed,

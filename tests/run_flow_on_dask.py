@@ -1,8 +1,12 @@
 """Run the nightly flow once, on threads or on a 2-worker Dask LocalCluster (used by the tests;
-workers re-import this module, so everything runs under the __main__ guard)."""
+workers re-import this module, so everything runs under the __main__ guard).
+
+    python tests/run_flow_on_dask.py ITEMS STORE LLM threads|dask SCRATCH ['{"settings": ...}']
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 
 if __name__ == "__main__":
@@ -11,11 +15,12 @@ if __name__ == "__main__":
     from flows.sources import Source
 
     items, store, llm, runner, scratch = sys.argv[1:6]
+    overrides = json.loads(sys.argv[6]) if len(sys.argv) > 6 else {}
     params = NightlyParams(
         items=Source(kind="file", path=items),
         store=store,
         llm=llm,
-        settings=EnrichSettings(chunk_size=5, max_concurrency=2),
+        settings=EnrichSettings(**{"chunk_size": 5, "max_concurrency": 2, **overrides}),
     )
     flow = nightly
     if runner == "dask":
@@ -33,6 +38,7 @@ if __name__ == "__main__":
             )
         )
     report = flow(params)
-    items = report["items"]  # every row a profile or a recorded error (junk the model wrote)
-    assert items["rows_enriched"] + items["rows_failed"] == items["rows_in"], report
-    print(report)
+    items = report["items"]  # every row skipped, profiled or a recorded error (junk, budget)
+    done = items["rows_skipped"] + items["rows_enriched"] + items["rows_failed"]
+    assert done == items["rows_in"], report
+    print(json.dumps(report, default=str))

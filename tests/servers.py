@@ -101,6 +101,8 @@ class FaultProxy:
         self.forwarded = 0
         self.faults: list[str] = []
         self.seen_headers: list[dict[str, str]] = []
+        self.requests: list[tuple[float, bytes, int]] = []
+        """Each chat request forwarded: (arrival time, body, total tokens the server reported)."""
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -136,8 +138,13 @@ class FaultProxy:
                 if self.command == "POST":
                     with proxy.lock:
                         proxy.forwarded += 1
+                arrived = time.time()
                 with urllib.request.urlopen(req, timeout=600) as resp:
                     payload, status = resp.read(), resp.status
+                if self.command == "POST" and path.endswith("/chat/completions"):
+                    usage = json.loads(payload).get("usage") or {}
+                    with proxy.lock:
+                        proxy.requests.append((arrived, body, int(usage.get("total_tokens", 0))))
                 self._send(status, payload)
 
             def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None):

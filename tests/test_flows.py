@@ -231,3 +231,80 @@ def test_real_server_and_dask_give_the_same_results(catalogue, tmp_path) -> None
             assert result.returncode == 0, result.stderr[-3000:]
     single, dask = profiles(tmp_path / "single.duckdb"), profiles(tmp_path / "dask.duckdb")
     assert single.height >= 9 and single.equals(dask)
+
+
+def _max_in_window(stamps: list[float], seconds: float = 1.0) -> int:
+    stamps = sorted(stamps)
+    return max(sum(1 for u in stamps if s <= u < s + seconds) for s in stamps)
+
+
+def test_dask_workers_share_one_rate_limit_and_one_budget_per_run(catalogue, tmp_path) -> None:
+    """2 Dask worker processes against the local llama.cpp server behind a counting proxy: the
+    request rate holds in every 1-second window, the run's tokens stay within its budget plus
+    the requests in flight, each run has its own budget, and the rest is done exactly once."""
+    from tests.servers import FaultProxy, llama_server, prefect_server
+
+    script = ROOT / "tests" / "run_flow_on_dask.py"
+    store = tmp_path / "f.duckdb"
+    budget, rpm = 1_500, 60  # ~4 requests (~430 tokens each) a run; one request a second
+    limits = {"requests_per_minute": rpm, "max_tokens_total": budget, "fix_attempts": 0}
+    with (
+        prefect_server(str(tmp_path / "server-home")) as api,
+        llama_server() as llm,
+        FaultProxy(llm, rate=0.0) as proxy,
+    ):
+        env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "p")}
+
+        def night(settings: dict) -> tuple[dict, list]:
+            before = len(proxy.requests)
+            result = subprocess.run(
+                [
+                    *(sys.executable, str(script), str(catalogue), str(store)),
+                    *(f"{proxy.url}#smollm2", "dask", str(tmp_path / "dask")),
+                    json.dumps(settings),
+                ],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
+            report = json.loads(result.stdout.strip().splitlines()[-1])
+            return report["items"], proxy.requests[before:]
+
+        first, sent1 = night(limits)
+        second, sent2 = night(limits)
+        rest, sent3 = night({"fix_attempts": 0})
+
+    for sent in (sent1, sent2):
+        assert _max_in_window([t for t, _, _ in sent]) <= rpm // 60 + 1
+        biggest = max(n for _, _, n in sent)
+        in_flight = 2 * 2  # 2 workers x max_concurrency 2
+        assert budget <= sum(n for _, _, n in sent) <= budget + in_flight * biggest
+    assert first["rows_failed"] > 0 and second["rows_generated"] > 0  # a budget per run
+    assert rest["rows_generated"] > 0  # without a budget, the rest
+    with duckdb.connect(str(store), read_only=True) as con:
+        budget_stops = con.execute(
+            "SELECT count(*) FROM enrich_errors WHERE stage = 'budget'"
+        ).fetchone()[0]
+        stored = {i for (i,) in con.execute("SELECT item_id FROM item_profiles").fetchall()}
+        failing = {
+            i
+            for (i,) in con.execute(
+                "SELECT DISTINCT entity_id FROM enrich_errors WHERE stage = 'validation'"
+            ).fetchall()
+        }
+    assert budget_stops > 0
+    titles = dict(pl.read_parquet(catalogue).select(pl.col("item_id").cast(str), "title").rows())
+    asked = [_ids_in(sent, titles) for sent in (sent1, sent2, sent3)]
+    assert not (asked[0] & asked[1] or asked[0] & asked[2] or asked[1] & asked[2])  # once
+    assert stored | failing == set(titles)  # every item: a profile or a recorded failure
+
+
+def _ids_in(sent: list, titles: dict[str, str]) -> set[str]:
+    """The items whose title a request shows."""
+    bodies = [
+        " ".join(str(m.get("content")) for m in json.loads(b)["messages"]) for _, b, _ in sent
+    ]
+    return {i for i, t in titles.items() if any(t in body for body in bodies)}

@@ -29,13 +29,16 @@ def test_request_rate_is_capped_in_every_second() -> None:
 def test_slow_request_rates_space_requests() -> None:
     assert [(r.limit, r.interval) for r in request_rates(30)] == [(1, 2000)]
     assert [(r.limit, r.interval) for r in request_rates(120)] == [(2, 1000), (120, 60_000)]
+    assert [(r.limit, r.interval) for r in request_rates(150)] == [(3, 1000), (150, 60_000)]
 
 
-def test_token_rate_is_capped() -> None:
-    quota = Quota(EnrichSettings(tokens_per_minute=6_000))
-    assert quota.acquire(tokens=2_500, wait=False) and quota.acquire(tokens=2_500, wait=False)
-    assert not quota.acquire(tokens=2_500, wait=False)  # 7,500 tokens would not fit the minute
-    assert quota.acquire(tokens=900, wait=False)  # 5,900 does
+def test_token_rate_is_capped(tmp_path: Path) -> None:
+    shared = EnrichSettings(tokens_per_minute=6_000, shared_quota=str(tmp_path / "q.sqlite"))
+    for quota in (Quota(EnrichSettings(tokens_per_minute=6_000)), Quota(shared)):
+        assert quota.acquire(tokens=2_500, wait=False)
+        assert quota.acquire(tokens=2_500, wait=False)
+        assert not quota.acquire(tokens=2_500, wait=False)  # 7,500 would not fit the minute
+        assert quota.acquire(tokens=900, wait=False)  # 5,900 does
 
 
 def test_budget_is_spent_once_across_quotas_sharing_a_file(tmp_path: Path) -> None:
@@ -57,7 +60,7 @@ def _hammer(path: str, n: int, out: multiprocessing.Queue) -> None:
     for _ in range(n):
         quota.acquire()
         stamps.append(time.time())
-    out.put(stamps)
+    out.put((path, stamps))
 
 
 def test_processes_sharing_a_file_share_one_rate(tmp_path: Path) -> None:
@@ -67,10 +70,12 @@ def test_processes_sharing_a_file_share_one_rate(tmp_path: Path) -> None:
     procs = [ctx.Process(target=_hammer, args=(path, 6, out)) for _ in range(2)]
     for p in procs:
         p.start()
-    stamps = out.get(timeout=120) + out.get(timeout=120)
+    a, b = out.get(timeout=120)[1], out.get(timeout=120)[1]
     for p in procs:
         p.join(timeout=30)
+    stamps = a + b
     assert len(stamps) == 12
+    assert min(b) < max(a) and min(a) < max(b)  # taking turns: neither starves the other
     # alone, each process would send 2 a second (4 together); a stamp is taken just after the
     # limiter admits, so one request of slack for that measuring jitter
     assert _max_in_window(stamps) <= 2 + 1

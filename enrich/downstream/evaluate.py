@@ -60,7 +60,7 @@ from enrich.downstream.new_users import new_user_systems, new_users
 from enrich.downstream.protocols import Protocol, assert_before_cut, make_protocol
 from enrich.embedding import resolve_embedder
 from enrich.llm import model_id, resolve_llm
-from enrich.plan import HEADER, JobPlan
+from enrich.plan import JobPlan, plan_table
 from enrich.prompts import PromptTemplate
 from enrich.report import utc_now
 from enrich.schemas import FreeTextItemProfile, ItemProfile, UserProfile
@@ -247,19 +247,7 @@ def plan_text(plans: list[JobPlan]) -> str:
     """The plan as a small table, with totals."""
     if not plans:
         return "LLM plan: the configured rungs need no LLM call."
-    lines = ["LLM plan (only the entities this evaluation reads):", HEADER]
-    lines += [p.line() for p in plans]
-    generate = sum(p.to_generate for p in plans)
-    seconds = [p.seconds for p in plans if p.to_generate]
-    known = all(s is not None for s in seconds)
-    total = f"{sum(seconds) / 60:.1f} min" if known and seconds else "unknown"  # type: ignore[arg-type]
-    lines.append(
-        f"total: {generate} LLM requests to generate, "
-        f"{sum(p.prompt_tokens for p in plans)} prompt tokens"
-        f"{'' if all(p.tokens_exact for p in plans) else ' (estimated)'}, "
-        f"~{sum(p.completion_tokens for p in plans):.0f} completion tokens, LLM time {total}"
-    )
-    return "\n".join(lines)
+    return plan_table(plans, "LLM plan (only the entities this evaluation reads):")
 
 
 def enrich_for(

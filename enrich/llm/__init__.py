@@ -32,7 +32,9 @@ __all__ = ["ChatEmbedded", "decoding_params", "model_id", "resolve_llm", "struct
 _SECRET_WORDS = ("key", "secret", "authorization", "header", "url", "password", "client")
 
 
-def resolve_llm(llm: BaseChatModel | str | None, *, timeout: float = 120.0) -> BaseChatModel:
+def resolve_llm(
+    llm: BaseChatModel | str | None, *, timeout: float = 120.0, planning: bool = False
+) -> BaseChatModel:
     # Servers given by URL leave retries to the engine (each request counted in the ledger,
     # Retry-After honoured); spec strings and instances keep their provider's client settings.
     """A LangChain chat model for ``llm`` (see the module docstring for the accepted forms)."""
@@ -55,7 +57,9 @@ def resolve_llm(llm: BaseChatModel | str | None, *, timeout: float = 120.0) -> B
             f"cannot load chat model {llm!r}: {exc}. Install the provider's LangChain package "
             "(e.g. pip install langchain-ollama)"
         ) from None
-    except ValueError as exc:
+    except Exception as exc:  # a missing key, an unknown provider or model
+        if planning:  # a plan makes no call: the client only wants a key to exist
+            return init_chat_model(llm, api_key="not-used-by-a-plan")
         raise EnrichError(f"cannot load chat model {llm!r}: {exc}") from None
 
 
