@@ -1,6 +1,6 @@
 """Does the bill before the run match the run? Plan vs. actual with the embedded model.
 
-1. Calibration (also the warm-up): 20 ML-100K items and 10 users are profiled into a fresh
+1. Calibration (also the warm-up): 20 ML-100K items and 20 users are profiled into a fresh
    store, so the ledger holds this model's and prompt's completion tokens and seconds per call.
 2. The plan (:func:`enrich.plan_items`, :func:`enrich.plan_users`) of 200 other items and 50
    other users: requests, prompt tokens (llama.cpp's tokenizer), completion tokens and LLM time
@@ -86,7 +86,7 @@ def main() -> None:
     text_cols = list(data.text_cols)
     calib_items, bench_items = items.head(20), items.slice(20, args.items)
     user_ids = log.select("user_id").unique().sort("user_id")["user_id"]
-    calib_users, bench_users = user_ids.head(10), user_ids.slice(10, args.users)
+    calib_users, bench_users = user_ids.head(20), user_ids.slice(20, args.users)
     settings = EnrichSettings(fix_attempts=0)
     user_opts = {
         "time_col": "timestamp",
@@ -104,7 +104,7 @@ def main() -> None:
             store=store,
             **user_opts,
         )
-        print(f"calibration (20 items, 10 users): {time.perf_counter() - t0:.0f} s")
+        print(f"calibration (20 items, 20 users): {time.perf_counter() - t0:.0f} s")
         users_log = log.filter(pl.col("user_id").is_in(bench_users.implode()))
         item_plan = plan_items(bench_items, text_cols=text_cols, store=store, settings=settings)
         user_plan = plan_users(users_log, items, store=store, **user_opts)

@@ -10,6 +10,7 @@ from enrich.config import EnrichSettings
 from enrich.errors import EnrichError, InputError, StoreError, TransientError
 from enrich.history import HistoryOptions
 from enrich.junk import JunkRules
+from enrich.plan import JobPlan, plan_items, plan_users
 from enrich.profiles import profile_items
 from enrich.prompts import PromptTemplate
 from enrich.report import RunReport
@@ -24,6 +25,7 @@ __all__ = [
     "HistoryOptions",
     "InputError",
     "ItemProfile",
+    "JobPlan",
     "JunkRules",
     "PromptTemplate",
     "RunReport",
@@ -34,6 +36,8 @@ __all__ = [
     "Vocabulary",
     "controlled",
     "induce_vocabulary",
+    "plan_items",
+    "plan_users",
     "profile_items",
     "profile_users",
     "render_user_prompts",

@@ -392,7 +392,8 @@ def _runs(args: argparse.Namespace) -> None:
                     "CASE status WHEN 'running' THEN 'interrupted' ELSE status END AS status, "
                     "rows_in, rows_skipped, "
                     "cache_hits, rows_generated, rows_failed, llm_calls, tokens_in, tokens_out, "
-                    "round(total_seconds, 1) AS seconds FROM runs ORDER BY started_at DESC LIMIT ?",
+                    "round(cost, 4) AS cost, round(total_seconds, 1) AS seconds "
+                    "FROM runs ORDER BY started_at DESC LIMIT ?",
                     [args.last],
                 ).to_arrow_table()
             )

@@ -51,8 +51,9 @@ class EnrichSettings(BaseSettings):
     """The run's cost budget (needs a known price, :mod:`enrich.prices`), like
     ``max_tokens_total``."""
     shared_quota: str | None = None
-    """A SQLite file through which processes on one machine share the rate limits and the budget
-    (:mod:`enrich.quota`); None: this process only. The nightly flow sets one next to its store."""
+    """Where processes share the rate limits and the budget (:mod:`enrich.quota`): a SQLite file
+    (one machine) or a ``postgresql://`` URL (several); None: this process only. The nightly flow
+    uses a file next to its store unless given one."""
     budget_scope: str | None = None
     """Which spend counter the budget applies to: processes given the same scope (and
     ``shared_quota``) share one budget. None: each run its own (the nightly flow: the flow run)."""

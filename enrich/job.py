@@ -180,7 +180,9 @@ def _chunk(run: Run, chunk: pl.DataFrame) -> pl.DataFrame:
         hits += not fresh_call
         ok_keys.append(key)
         outputs.append(answer.output)
-    seen.update(answers)
+    seen.update({k: a for k, a in answers.items() if a.stage != "budget"})  # asked again later
+    if any(f[1] == "budget" for f in failures):
+        report.status = "budget_exceeded"
     rows = chunk.filter(pl.col(KEY).is_in(ok_keys)) if ok_keys else chunk.clear()
     table = pl.DataFrame()
     if ok_keys:

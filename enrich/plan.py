@@ -10,9 +10,9 @@ the tokens and time that costs — computed the way the run itself decides, with
 - prompt tokens of the requests to generate: counted with the model's own tokenizer where it is
   available offline (:mod:`enrich.tokens`: llama.cpp's for the embedded model, tiktoken for
   OpenAI models), otherwise estimated (~4 characters a token) and marked as an estimate;
-- completion tokens and LLM seconds per request: from the ``runs`` ledger of this model and
-  prompt version (``sql/queries/plan_rates.sql``), else of this model with any prompt, else
-  unknown (tokens: the schema's upper bound);
+- completion tokens per request and LLM seconds per token (prompt + completion): from the
+  ``runs`` ledger of this model and prompt version (``sql/queries/plan_rates.sql``), else of this
+  model with any prompt, else unknown (tokens: the schema's upper bound);
 - cost: each request priced on its own (:mod:`enrich.prices`: the run's prices, else
   genai-prices' table, free for local models; None when unknown).
 
@@ -197,7 +197,7 @@ def plan_job(
     fresh = {k: m for k, m in requests.items() if k not in cached}
     tokenizer = tokenizer_for(llm, schema)
     counts = tokenizer(list(fresh.values()))
-    per_request, seconds_each, source = _rates(store, engine.model, engine.prompt_version)
+    per_request, seconds_per_token, source = _rates(store, engine.model, engine.prompt_version)
     if per_request is None:
         per_request = float(getattr(llm, "max_tokens", None) or _schema_bound(schema))
         source += "; output tokens: upper bound"
@@ -216,7 +216,9 @@ def plan_job(
         tokens_exact=tokenizer.exact,
         tokenizer=tokenizer.name,
         completion_tokens=per_request * len(fresh),
-        seconds=None if seconds_each is None else seconds_each * len(fresh),
+        seconds=None
+        if seconds_per_token is None
+        else seconds_per_token * (sum(counts) + per_request * len(fresh)),
         rate_source=source,
         cost=None if prices is None else sum(prices.cost(t, round(per_request)) for t in counts),
         price_source="unknown" if prices is None else prices.source,
@@ -244,15 +246,17 @@ def plan_users(
 
 
 def _rates(store: Store, model: str, prompt_version: str) -> tuple[float | None, float | None, str]:
-    """``(completion tokens, LLM seconds)`` per request from the ledger, and their source."""
+    """``(completion tokens per request, LLM seconds per token)`` from the ledger, and their
+    source. Time is charged per token (prompt + completion), not per request, so requests with
+    longer prompts than the ledger's plan longer."""
     rows = store.con.execute(
         read_sql("queries/plan_rates.sql"), {"model": model, "prompt_version": prompt_version}
     ).fetchall()
-    by_scope = {scope: (out, secs, n) for scope, out, secs, n in rows}
+    by_scope = {scope: (tin, tout, secs, n) for scope, tin, tout, secs, n in rows}
     for scope, source in (("prompt", "ledger: this prompt"), ("model", "ledger: this model")):
-        out, secs, n = by_scope.get(scope, (None, None, 0))
+        tin, tout, secs, n = by_scope.get(scope, (None, None, None, 0))
         if n:
-            return out / n, secs / n, source
+            return tout / n, secs / max(tin + tout, 1.0), source
     return None, None, "no run of this model on record"
 
 

@@ -4,7 +4,9 @@ Dask workers on one machine.
 - **Rates** (requests and tokens per minute) are pyrate-limiter's sliding-window limiters. In
   one process they live in memory; with ``EnrichSettings(shared_quota="/path/quota.sqlite")``
   every process opening the same file shares them (pyrate-limiter's SQLite bucket under a file
-  lock). The request cap is also applied per second (``rpm / 60``), so no one-second window
+  lock: processes on one machine); with ``shared_quota="postgresql://…"`` every process that
+  reaches the database does (its PostgreSQL bucket, on the server's clock: several machines).
+  The request cap is also applied per second (``rpm / 60``), so no one-second window
   holds a minute's burst. Tokens are counted in units of ``tpm / 1000`` (a bucket row per
   unit), so a high token cap costs no more than a low one.
 - **The budget** (``max_tokens_total``, ``max_cost``) is a spend counter per ``budget_scope``
@@ -26,25 +28,21 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
-from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate, SQLiteBucket
+from pyrate_limiter import Duration, InMemoryBucket, Limiter, PostgresBucket, Rate, SQLiteBucket
 
 from enrich.config import EnrichSettings
-from enrich.errors import EnrichError
+from enrich.errors import EnrichError, redact
+from enrich.sqlfiles import read_sql
 
-_SPEND = (
-    "CREATE TABLE IF NOT EXISTS enrich_spend (scope TEXT PRIMARY KEY, requests INTEGER NOT NULL,"
-    " tokens INTEGER NOT NULL, cost REAL NOT NULL)"
-)
-_ADD = (
-    "INSERT INTO enrich_spend VALUES (?, 1, ?, ?) ON CONFLICT (scope) DO UPDATE SET "
-    "requests = requests + 1, tokens = tokens + excluded.tokens, cost = cost + excluded.cost"
-)
+POSTGRES = ("postgresql://", "postgres://")
 
 
 class BudgetSpent(Exception):
@@ -61,12 +59,17 @@ class Quota:
         self._lock = threading.Lock()
         self._spent = (0, 0.0)
         self._db: sqlite3.Connection | None = None
-        if self.path is not None:
+        self._pool: Any = None
+        if self.path is None:
+            pass
+        elif self.path.startswith(POSTGRES):
+            self._pool = _postgres_pool(self.path)
+            self._sql(read_sql("quota/spend_table.sql"), {})
+        else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SPEND)
-            self._db.commit()
+            self._sql(read_sql("quota/spend_table.sql"), {})
         self._requests = self._limiter("requests", request_rates(settings.requests_per_minute))
         tpm = settings.tokens_per_minute or 0
         self._unit = max(1, math.ceil(tpm / 1000))
@@ -80,6 +83,8 @@ class Quota:
             return None
         if self.path is None:
             return Limiter(InMemoryBucket(rates))
+        if self._pool is not None:
+            return Limiter(PostgresBucket(self._pool, f"enrich_{table}", rates))
         try:
             bucket = SQLiteBucket.init_from_file(
                 rates, table=f"enrich_{table}", db_path=self.path, use_file_lock=True
@@ -104,23 +109,31 @@ class Quota:
 
     def spend(self, tokens: int, cost: float | None) -> None:
         """Add one request's spend to the scope's counter."""
-        if self._db is not None:
+        if self.path is None:
             with self._lock:
-                self._db.execute(_ADD, (self.scope, tokens, cost or 0.0))
-                self._db.commit()
+                self._spent = (self._spent[0] + tokens, self._spent[1] + (cost or 0.0))
             return
-        with self._lock:
-            self._spent = (self._spent[0] + tokens, self._spent[1] + (cost or 0.0))
+        params = {"scope": self.scope, "tokens": tokens, "cost": cost or 0.0}
+        self._sql(read_sql("quota/spend_add.sql"), params)
 
     def spent(self) -> tuple[int, float]:
         """``(tokens, cost)`` spent so far in this scope, by every process sharing it."""
-        if self._db is None:
+        if self.path is None:
             return self._spent
+        rows = self._sql(read_sql("quota/spend_read.sql"), {"scope": self.scope})
+        return (int(rows[0][0]), float(rows[0][1])) if rows else (0, 0.0)
+
+    def _sql(self, text: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Run one statement of ``sql/quota`` (``:name`` parameters) on the shared backend."""
+        if self._pool is not None:
+            with self._pool.connection() as con:
+                cur = con.execute(re.sub(r":(\w+)", r"%(\1)s", text), params)
+                return cur.fetchall() if cur.description else []
+        assert self._db is not None
         with self._lock:
-            row = self._db.execute(
-                "SELECT tokens, cost FROM enrich_spend WHERE scope = ?", (self.scope,)
-            ).fetchone()
-        return (int(row[0]), float(row[1])) if row else (0, 0.0)
+            rows = self._db.execute(text, params).fetchall()
+            self._db.commit()
+        return rows
 
     def left(self) -> bool:
         """False once the scope spent ``max_tokens_total`` or ``max_cost``."""
@@ -135,6 +148,24 @@ class Quota:
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
+        if self._pool is not None:
+            self._pool.close()
+
+
+def _postgres_pool(url: str) -> Any:
+    """A small psycopg pool to ``url`` (a connection borrowed from it commits when returned;
+    pyrate-limiter's bucket locks its table inside such a transaction)."""
+    try:
+        from psycopg_pool import ConnectionPool
+    except ImportError:  # pragma: no cover - psycopg-pool is in requirements.lock
+        raise EnrichError("a PostgreSQL quota needs psycopg-pool: pip install it") from None
+    try:
+        pool = ConnectionPool(url, min_size=1, max_size=4, open=True, timeout=30)
+        pool.wait(timeout=30)
+    except Exception as exc:  # say where, without the password
+        why = redact(str(exc))
+        raise EnrichError(f"cannot share the quota through PostgreSQL: {why}") from None
+    return pool
 
 
 def _take(limiter: Limiter, name: str, weight: int, wait: bool) -> bool:

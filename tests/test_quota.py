@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from enrich.config import EnrichSettings
 from enrich.engine import backoff_seconds
 from enrich.quota import Quota, request_rates
+from tests.servers import postgres_server
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared(request, tmp_path: Path) -> str:
+    """Where processes share the quota: a SQLite file (one machine) or PostgreSQL (several)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "q.sqlite")
+    return request.getfixturevalue("postgres")
 
 
 def _max_in_window(stamps: list[float], seconds: float = 1.0) -> int:
@@ -41,16 +59,15 @@ def test_token_rate_is_capped(tmp_path: Path) -> None:
         assert quota.acquire(tokens=900, wait=False)  # 5,900 does
 
 
-def test_budget_is_spent_once_across_quotas_sharing_a_file(tmp_path: Path) -> None:
-    settings = EnrichSettings(
-        max_tokens_total=1_000, shared_quota=str(tmp_path / "q.sqlite"), budget_scope="night-1"
-    )
+def test_budget_is_spent_once_across_quotas_sharing_a_backend(shared: str, tmp_path) -> None:
+    scope = f"night-1-{tmp_path.name}"  # the PostgreSQL server outlives one test
+    settings = EnrichSettings(max_tokens_total=1_000, shared_quota=shared, budget_scope=scope)
     a, b = Quota(settings), Quota(settings)
     a.spend(600, None)
     assert b.left() and b.spent() == (600, 0.0)
     b.spend(500, None)
     assert not a.left()
-    other_night = Quota(settings.model_copy(update={"budget_scope": "night-2"}))
+    other_night = Quota(settings.model_copy(update={"budget_scope": f"night-2-{tmp_path.name}"}))
     assert other_night.left() and other_night.spent() == (0, 0.0)
 
 
@@ -63,10 +80,10 @@ def _hammer(path: str, n: int, out: multiprocessing.Queue) -> None:
     out.put((path, stamps))
 
 
-def test_processes_sharing_a_file_share_one_rate(tmp_path: Path) -> None:
+def test_processes_sharing_a_backend_share_one_rate(shared: str) -> None:
     ctx = multiprocessing.get_context("spawn")  # separate interpreters, as Dask workers are
     out = ctx.Queue()
-    path = str(tmp_path / "q.sqlite")
+    path = shared
     procs = [ctx.Process(target=_hammer, args=(path, 6, out)) for _ in range(2)]
     for p in procs:
         p.start()

@@ -441,7 +441,7 @@ def evaluate(
     ``flows/evaluate.py`` runs the same steps as Prefect tasks.
     """
     started = time.perf_counter()
-    chat = resolve_llm(llm if llm is not None else config.llm)
+    chat = resolve_llm(llm if llm is not None else config.llm, planning=dry_run)
     embedder = resolve_embedder(embedder)
     with Store.borrow(store) as db:
         prepared = prepare(config, db, data, embedder=embedder)

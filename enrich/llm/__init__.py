@@ -27,7 +27,14 @@ from enrich.config import Environment
 from enrich.errors import EnrichError
 from enrich.llm.embedded import ChatEmbedded
 
-__all__ = ["ChatEmbedded", "decoding_params", "model_id", "resolve_llm", "structured"]
+__all__ = [
+    "ChatEmbedded",
+    "PlanOnlyChat",
+    "decoding_params",
+    "model_id",
+    "resolve_llm",
+    "structured",
+]
 
 _SECRET_WORDS = ("key", "secret", "authorization", "header", "url", "password", "client")
 
@@ -53,6 +60,9 @@ def resolve_llm(
     try:
         return init_chat_model(llm)  # the provider's own timeout and retry settings apply
     except ImportError as exc:
+        if planning and ":" in llm:  # a plan makes no call: the model's name is enough
+            provider, _, name = llm.partition(":")
+            return PlanOnlyChat(provider=provider, model_name=name)
         raise EnrichError(
             f"cannot load chat model {llm!r}: {exc}. Install the provider's LangChain package "
             "(e.g. pip install langchain-ollama)"
@@ -61,6 +71,34 @@ def resolve_llm(
         if planning:  # a plan makes no call: the client only wants a key to exist
             return init_chat_model(llm, api_key="not-used-by-a-plan")
         raise EnrichError(f"cannot load chat model {llm!r}: {exc}") from None
+
+
+class PlanOnlyChat(BaseChatModel):
+    """A model known by name only, for plans of a provider whose LangChain package is not
+    installed here: it prices and counts (estimated tokens) but never generates, and no cached
+    answer of the real client can be matched to it (its decoding parameters are unknown).
+
+    >>> model_id(PlanOnlyChat(provider="anthropic", model_name="claude-3-5-haiku-latest"))
+    'anthropic:claude-3-5-haiku-latest'
+    """
+
+    provider: str
+    model_name: str
+
+    @property
+    def _llm_type(self) -> str:
+        return self.provider
+
+    def _generate(self, *args: Any, **kwargs: Any) -> Any:
+        raise EnrichError(
+            f"{self.provider}:{self.model_name} can only be planned here: install its LangChain "
+            f"package (e.g. pip install langchain-{self.provider.replace('_', '-')}) to run it"
+        )
+
+    def with_structured_output(self, schema: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        from langchain_core.runnables import RunnableLambda
+
+        return RunnableLambda(self._generate)
 
 
 def openai_compatible(url: str, *, timeout: float = 120.0, max_retries: int = 0) -> BaseChatModel:

@@ -1,11 +1,13 @@
 -- Purpose: what one LLM call of a model has cost so far, for the planner (enrich/plan.py):
---          completion tokens and LLM seconds, for one prompt version and for the model overall.
+--          prompt and completion tokens and LLM seconds, for one prompt version and for the
+--          model overall.
 -- Grain:   two rows: scope 'prompt' (this model and prompt version), scope 'model' (any prompt).
--- Columns: scope, tokens_out, llm_seconds (sums over every run on record), calls (their count).
+-- Columns: scope, tokens_in, tokens_out, llm_seconds (sums over every run on record), calls.
 -- Parameters: $model (VARCHAR), $prompt_version (VARCHAR).
 
 WITH wanted AS (SELECT $model::VARCHAR AS model, $prompt_version::VARCHAR AS prompt_version)
 SELECT 'prompt' AS scope,
+       sum(r.tokens_in)::DOUBLE AS tokens_in,
        sum(r.tokens_out)::DOUBLE AS tokens_out,
        sum(r.llm_seconds) AS llm_seconds,
        coalesce(sum(r.llm_calls), 0) AS calls
@@ -13,6 +15,7 @@ FROM runs AS r, wanted AS w
 WHERE r.model = w.model AND r.prompt_version = w.prompt_version AND r.llm_calls > 0
 UNION ALL
 SELECT 'model',
+       sum(r.tokens_in)::DOUBLE,
        sum(r.tokens_out)::DOUBLE,
        sum(r.llm_seconds),
        coalesce(sum(r.llm_calls), 0)
