@@ -90,21 +90,35 @@ class JobPlan:
             request_tokens=left,
         )
 
-    def line(self) -> str:
-        """One line for a plan table."""
+    @property
+    def shared(self) -> int:
+        """Rows whose prompt another row of the run sends (identical input: asked once)."""
+        return self.rows - self.stored - self.no_text - self.held - self.cached - self.to_generate
+
+    def line(self, width: int = 10) -> str:
+        """One line for a plan table (the job's name ``width`` wide)."""
         secs = "unknown" if self.seconds is None else f"{self.seconds / 60:.1f} min"
         approx = "" if self.tokens_exact else "~"
         return (
-            f"{self.kind:<24} {self.rows:>7} {self.stored:>7} {self.held:>5} {self.cached:>7} "
-            f"{self.to_generate:>8} {approx + str(self.prompt_tokens):>11} "
-            f"{self.completion_tokens:>9.0f} {secs:>10} {_money(self.cost):>9}"
+            f"{self.kind:<{width}} {self.rows:>7} {self.stored:>7} {self.no_text:>6} "
+            f"{self.held:>5} {self.cached:>7} {self.shared:>6} {self.to_generate:>8} "
+            f"{approx + str(self.prompt_tokens):>11} {self.completion_tokens:>9.0f} {secs:>10} "
+            f"{_money(self.cost):>9}"
         )
 
 
-HEADER = (
-    f"{'job':<24} {'rows':>7} {'stored':>7} {'held':>5} {'cached':>7} {'generate':>8} "
-    f"{'prompt tok':>11} {'out tok':>9} {'LLM time':>10} {'cost':>9}"
-)
+def header(width: int = 10) -> str:
+    """The header of a plan table."""
+    return (
+        f"{'job':<{width}} {'rows':>7} {'stored':>7} {'empty':>6} {'held':>5} {'cached':>7} "
+        f"{'shared':>6} {'generate':>8} {'prompt tok':>11} {'out tok':>9} {'LLM time':>10} "
+        f"{'cost':>9}"
+    )
+
+
+HEADER = header()
+"""Rows: stored (skipped), empty (nothing to describe: recorded), held (failure memory), cached
+(answer in ``llm_cache``), shared (a prompt another row sends), generate (requests to send)."""
 
 
 def plan_table(plans: list[JobPlan], title: str = "LLM plan:") -> str:
@@ -117,8 +131,8 @@ def plan_table(plans: list[JobPlan], title: str = "LLM plan:") -> str:
     ...             price_source="genai-prices 0.2.3: openai/gpt-4o-mini")
     >>> print(plan_table([p]))  # doctest: +NORMALIZE_WHITESPACE
     LLM plan:
-    job            rows  stored  held  cached  generate  prompt tok  out tok  LLM time      cost
-    items            10       4     1       2         3         900      150   0.5 min   $0.0012
+    job  rows stored empty held cached shared generate prompt tok out tok LLM time    cost
+    items  10      4     0    1      2      0        3        900     150  0.5 min $0.0012
     total: 3 LLM requests to generate, 900 prompt tokens, ~150 completion tokens, LLM time
     0.5 min, cost $0.0012
     sources: m: prompt tokens by tiktoken; rates from ledger: this prompt; prices from
@@ -126,15 +140,14 @@ def plan_table(plans: list[JobPlan], title: str = "LLM plan:") -> str:
     """
     if not plans:
         return "LLM plan: nothing needs an LLM call."
-    lines = [title, HEADER, *(p.line() for p in plans)]
+    width = max(10, *(len(p.kind) for p in plans))
+    lines = [title, header(width), *(p.line(width) for p in plans)]
     generate = sum(p.to_generate for p in plans)
     seconds = [p.seconds for p in plans if p.to_generate]
     known = all(s is not None for s in seconds)
     total = f"{sum(seconds) / 60:.1f} min" if known and seconds else "unknown"  # type: ignore[arg-type]
     costs = [p.cost for p in plans if p.to_generate]
-    cost = (
-        sum(costs) if costs and all(c is not None for c in costs) else (0.0 if not costs else None)
-    )  # type: ignore[arg-type]
+    cost = None if any(c is None for c in costs) else sum(costs)  # type: ignore[arg-type]
     lines.append(
         f"total: {generate} LLM requests to generate, "
         f"{sum(p.prompt_tokens for p in plans)} prompt tokens"

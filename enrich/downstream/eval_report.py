@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from enrich.downstream.ladder import RUNG_NAMES, SEGMENTS
-from enrich.plan import HEADER
+from enrich.plan import plan_table
 
 SHOWN = ("ndcg@10", "recall@20")
 
@@ -150,7 +150,7 @@ def markdown(result: Any, config: Any) -> str:
         )
     if result.plan:
         lines += ["", "## LLM plan of this run (before any call)", "", "```"]
-        lines += [HEADER, *[p.line() for p in result.plan], "```"]
+        lines += [*plan_table(result.plan, "").splitlines()[1:], "```"]
     if result.counts:
         lines += ["", "## Data: what was read and what was done to it", ""]
         lines += [f"- {k.replace('_', ' ')}: {v:,}" for k, v in result.counts.items()]
