@@ -48,7 +48,7 @@ from enrich.engine import LLMEngine
 from enrich.errors import EnrichError, InputError
 from enrich.hashing import sha256_hex
 from enrich.job import account
-from enrich.llm import model_id, resolve_llm
+from enrich.llm import ChatEmbedded, model_id, resolve_llm
 from enrich.profiles import item_job
 from enrich.prompts import PromptTemplate
 from enrich.report import RunReport, utc_now
@@ -210,7 +210,9 @@ def induce_vocabulary(
     docstring), stored in ``store`` when one is given.
 
     The same data, sample size, seed and model give the same vocabulary: the sample is drawn
-    from the ids in sorted order, decoding is greedy and answers are cached. Labels seen on
+    from the ids in sorted order, decoding is greedy and answers are cached; the embedded model
+    decodes the pass one request at a time (unless ``settings.max_concurrency`` says otherwise),
+    since a batched answer can change with the requests that shared its batch. Labels seen on
     fewer than ``min_items`` items of the sample are left out, so fewer than ``k`` may come back.
     """
     frame = _sample(data, id_col, sample, seed)
@@ -218,6 +220,8 @@ def induce_vocabulary(
     settings = settings or EnrichSettings()
     with Store.borrow(store) as opened:
         chat = resolve_llm(llm, timeout=settings.timeout_s)
+        if isinstance(chat, ChatEmbedded) and settings.max_concurrency is None:
+            settings = settings.model_copy(update={"max_concurrency": 1})  # reproducible
         engine = LLMEngine(chat, Keywords, prompt.version_id(Keywords), opened, settings)
         requests = {engine.cache_key(m): m for m in job.messages if m is not None}
         emb = resolve_embedder(embedder)
