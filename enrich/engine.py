@@ -201,6 +201,10 @@ class LLMEngine:
             llm.n_parallel if isinstance(llm, ChatEmbedded) else 4  # fill the embedded batch
         )
 
+    def close(self) -> None:
+        """Release the quota's connections (a shared quota's SQLite file or PostgreSQL pool)."""
+        self.quota.close()
+
     # -- keys and budget -------------------------------------------------------------------------
 
     def cache_key(self, messages: list[BaseMessage]) -> str:

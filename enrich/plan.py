@@ -181,6 +181,21 @@ def plan_job(
 ) -> JobPlan:
     """The plan of ``job`` (a :class:`JobInput` as the profile functions build it)."""
     engine = LLMEngine(llm, schema, prompt.version_id(schema), store, settings)
+    try:
+        return _plan(kind, label, job, schema, llm, store, engine)
+    finally:
+        engine.close()
+
+
+def _plan(
+    kind: str,
+    label: str,
+    job: JobInput,
+    schema: type[BaseModel],
+    llm: Any,
+    store: Store,
+    engine: LLMEngine,
+) -> JobPlan:
     done = store.already_profiled(
         kind, job.frame.select(KEY, HASH), engine.model, engine.prompt_version
     )

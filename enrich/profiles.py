@@ -154,7 +154,10 @@ def run_profile_job(
     emb = resolve_embedder(embedder)
     with Store.borrow(store) as opened:
         engine = LLMEngine(chat, schema, prompt.version_id(schema), opened, settings)
-        out, report = run_job(kind, job, engine, emb, opened, settings, progress)
+        try:
+            out, report = run_job(kind, job, engine, emb, opened, settings, progress)
+        finally:
+            engine.close()
     return _shape(out, report, schema, emb.dim), report
 
 

@@ -146,6 +146,10 @@ class Quota:
         return not (s.max_cost is not None and cost >= s.max_cost)
 
     def close(self) -> None:
+        """Stop the limiters' cleanup and release the shared backend's connections."""
+        for limiter in (self._requests, self._tokens):
+            if limiter is not None:
+                limiter.close()
         if self._db is not None:
             self._db.close()
         if self._pool is not None:

@@ -24,8 +24,9 @@ def sql_dir() -> Path:
     raise FileNotFoundError(f"no sql/ folder next to {here}; reinstall enrich")
 
 
+@cache
 def read_sql(relative: str) -> str:
-    """The text of one SQL file, e.g. ``read_sql("views/item_features.sql")``."""
+    """The text of one SQL file, e.g. ``read_sql("views/item_features.sql")`` (read once)."""
     return (sql_dir() / relative).read_text(encoding="utf-8")
 
 

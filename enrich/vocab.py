@@ -225,7 +225,10 @@ def induce_vocabulary(
         engine = LLMEngine(chat, Keywords, prompt.version_id(Keywords), opened, settings)
         requests = {engine.cache_key(m): m for m in job.messages if m is not None}
         emb = resolve_embedder(embedder)
-        answers = engine.run(requests)
+        try:
+            answers = engine.run(requests)
+        finally:
+            engine.close()
         _record_pass(opened, engine, emb.name, answers, settings)
         keywords = [
             sorted({_canonical(w) for w in a.output["keywords"]} - {""})
