@@ -96,7 +96,8 @@ def _enrich(run: Run, progress: Progress | None) -> list[pl.DataFrame]:
         run.kind, frame.select(KEY, HASH), engine.model, engine.prompt_version
     )
     report.rows_skipped = done.height
-    todo = _hold(run, frame.join(done.select(KEY), on=KEY, how="anti", maintain_order="left"))
+    todo = frame.join(done.select(KEY), on=KEY, how="anti", maintain_order="left")
+    todo = _hold(run, todo.with_columns(_request_keys(run, todo)))
     fresh: list[pl.DataFrame] = []
     for start in range(0, todo.height, run.settings.chunk_size):
         chunk = todo.slice(start, run.settings.chunk_size)
@@ -115,6 +116,14 @@ def _enrich(run: Run, progress: Progress | None) -> list[pl.DataFrame]:
     return fresh
 
 
+def _request_keys(run: Run, todo: pl.DataFrame) -> pl.Series:
+    """``_ck``: each row's request key (the LLM cache key; None for a row with nothing to
+    describe), computed once per run for the failure memory and the chunks."""
+    messages = [run.job.messages[i] for i in todo["_msg"].to_list()]
+    keys = [run.engine.cache_key(m) if m is not None else None for m in messages]
+    return pl.Series("_ck", keys, pl.Utf8)
+
+
 def _hold(run: Run, todo: pl.DataFrame) -> pl.DataFrame:
     """Failure memory: rows whose request failed validation before and still waits are not
     asked again (recorded as ``held`` with the reason and when they are asked again); the rest
@@ -122,11 +131,7 @@ def _hold(run: Run, todo: pl.DataFrame) -> pl.DataFrame:
     s = run.settings
     if not s.retry_failed_after_h or todo.is_empty():
         return todo
-    by_key: dict[str, str] = {}
-    for key, i in zip(todo[KEY].to_list(), todo["_msg"].to_list(), strict=True):
-        messages = run.job.messages[i]
-        if messages is not None:
-            by_key[key] = run.engine.cache_key(messages)
+    by_key = {k: ck for k, ck in zip(todo[KEY], todo["_ck"], strict=True) if ck is not None}
     held = run.store.held_requests(
         list(set(by_key.values())),
         utc_now(),
@@ -161,7 +166,7 @@ def _chunk(run: Run, chunk: pl.DataFrame) -> pl.DataFrame:
     keys: list[str] = chunk[KEY].to_list()
     messages = [job.messages[i] for i in chunk["_msg"].to_list()]
     empty = [k for k, m in zip(keys, messages, strict=True) if m is None]
-    cache_keys = [engine.cache_key(m) if m is not None else None for m in messages]
+    cache_keys: list[str | None] = chunk["_ck"].to_list()
     requests = {ck: m for ck, m in zip(cache_keys, messages, strict=True) if ck and ck not in seen}
     answers = engine.run(requests)
     ok_keys, outputs, failures = [], [], []

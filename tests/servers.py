@@ -210,7 +210,20 @@ class FaultProxy:
         self.server.server_close()
 
 
-__all__ = ["FaultProxy", "http", "llama_server", "postgres_server", "prefect_server"]
+def max_in_window(stamps: list[float], seconds: float = 1.0) -> int:
+    """The most of ``stamps`` that fall in any window of ``seconds``."""
+    stamps = sorted(stamps)
+    return max(sum(1 for u in stamps if s <= u < s + seconds) for s in stamps)
+
+
+__all__ = [
+    "FaultProxy",
+    "http",
+    "llama_server",
+    "max_in_window",
+    "postgres_server",
+    "prefect_server",
+]
 
 
 def _pg_bin(name: str) -> str:

@@ -205,46 +205,25 @@ def test_killed_run_resumes_exactly_once(catalogue, tmp_path) -> None:
 def test_real_server_and_dask_give_the_same_results(catalogue, tmp_path) -> None:
     from tests.servers import llama_server, prefect_server
 
-    script = ROOT / "tests" / "run_flow_on_dask.py"
     small = tmp_path / "items10.parquet"
     pl.read_parquet(catalogue).head(10).write_parquet(small)
     catalogue = small
     with prefect_server(str(tmp_path / "server-home")) as api, llama_server() as llm:
         env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "p")}
         for name, runner in (("single", "threads"), ("dask", "dask")):
-            result = subprocess.run(
-                [
-                    sys.executable,
-                    str(script),
-                    str(catalogue),
-                    str(tmp_path / f"{name}.duckdb"),
-                    f"{llm}#smollm2",
-                    runner,
-                    str(tmp_path / "dask"),
-                ],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=900,
+            _run_flow(
+                catalogue, tmp_path / f"{name}.duckdb", f"{llm}#smollm2", runner, tmp_path, env
             )
-            assert result.returncode == 0, result.stderr[-3000:]
     single, dask = profiles(tmp_path / "single.duckdb"), profiles(tmp_path / "dask.duckdb")
     assert single.height >= 9 and single.equals(dask)
-
-
-def _max_in_window(stamps: list[float], seconds: float = 1.0) -> int:
-    stamps = sorted(stamps)
-    return max(sum(1 for u in stamps if s <= u < s + seconds) for s in stamps)
 
 
 def test_dask_workers_share_one_rate_limit_and_one_budget_per_run(catalogue, tmp_path) -> None:
     """2 Dask worker processes against the local llama.cpp server behind a counting proxy: the
     request rate holds in every 1-second window, the run's tokens stay within its budget plus
     the requests in flight, each run has its own budget, and the rest is done exactly once."""
-    from tests.servers import FaultProxy, llama_server, prefect_server
+    from tests.servers import FaultProxy, llama_server, max_in_window, prefect_server
 
-    script = ROOT / "tests" / "run_flow_on_dask.py"
     store = tmp_path / "f.duckdb"
     budget, rpm = 1_500, 60  # ~4 requests (~430 tokens each) a run; one request a second
     limits = {"requests_per_minute": rpm, "max_tokens_total": budget, "fix_attempts": 0}
@@ -257,20 +236,10 @@ def test_dask_workers_share_one_rate_limit_and_one_budget_per_run(catalogue, tmp
 
         def night(settings: dict) -> tuple[dict, list]:
             before = len(proxy.requests)
-            result = subprocess.run(
-                [
-                    *(sys.executable, str(script), str(catalogue), str(store)),
-                    *(f"{proxy.url}#smollm2", "dask", str(tmp_path / "dask")),
-                    json.dumps(settings),
-                ],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=900,
+            out = _run_flow(
+                catalogue, store, f"{proxy.url}#smollm2", "dask", tmp_path, env, settings
             )
-            assert result.returncode == 0, result.stderr[-3000:]
-            report = json.loads(result.stdout.strip().splitlines()[-1])
+            report = json.loads(out.strip().splitlines()[-1])
             return report["items"], proxy.requests[before:]
 
         first, sent1 = night(limits)
@@ -278,7 +247,7 @@ def test_dask_workers_share_one_rate_limit_and_one_budget_per_run(catalogue, tmp
         rest, sent3 = night({"fix_attempts": 0})
 
     for sent in (sent1, sent2):
-        assert _max_in_window([t for t, _, _ in sent]) <= rpm // 60 + 1
+        assert max_in_window([t for t, _, _ in sent]) <= rpm // 60 + 1
         biggest = max(n for _, _, n in sent)
         in_flight = 2 * 2  # 2 workers x max_concurrency 2
         assert budget <= sum(n for _, _, n in sent) <= budget + in_flight * biggest
@@ -300,6 +269,32 @@ def test_dask_workers_share_one_rate_limit_and_one_budget_per_run(catalogue, tmp
     asked = [_ids_in(sent, titles) for sent in (sent1, sent2, sent3)]
     assert not (asked[0] & asked[1] or asked[0] & asked[2] or asked[1] & asked[2])  # once
     assert stored | failing == set(titles)  # every item: a profile or a recorded failure
+
+
+def _run_flow(
+    items: Path,
+    store: Path,
+    llm: str,
+    runner: str,
+    tmp_path: Path,
+    env: dict[str, str],
+    settings: dict | None = None,
+) -> str:
+    """``tests/run_flow_on_dask.py`` in a process of its own; its stdout."""
+    result = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "tests" / "run_flow_on_dask.py"), str(items)),
+            *(str(store), llm, runner, str(tmp_path / "dask")),
+            *([json.dumps(settings)] if settings is not None else []),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
 def _ids_in(sent: list, titles: dict[str, str]) -> set[str]:
