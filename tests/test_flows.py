@@ -142,7 +142,7 @@ def test_deployment_carries_the_cron_schedule(catalogue, tmp_path) -> None:
     assert custom.parameters["params"]["store"].endswith("f.duckdb")
 
 
-def _run_flow(items: Path, store: Path, env: dict[str, str]) -> subprocess.Popen:
+def _start_nightly(items: Path, store: Path, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -175,7 +175,7 @@ def _stored(store: Path) -> int:
 def test_killed_run_resumes_exactly_once(catalogue, tmp_path) -> None:
     store = tmp_path / "f.duckdb"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
-    proc = _run_flow(catalogue, store, env)
+    proc = _start_nightly(catalogue, store, env)
     try:
         deadline = time.monotonic() + 600
         while _stored(store) < 4 and time.monotonic() < deadline:
@@ -187,7 +187,7 @@ def test_killed_run_resumes_exactly_once(catalogue, tmp_path) -> None:
     done_before = _stored(store)
     assert 4 <= done_before < 20
 
-    proc = _run_flow(catalogue, store, env)
+    proc = _start_nightly(catalogue, store, env)
     try:
         out, err = proc.communicate(timeout=900)
     finally:
@@ -211,7 +211,7 @@ def test_real_server_and_dask_give_the_same_results(catalogue, tmp_path) -> None
     with prefect_server(str(tmp_path / "server-home")) as api, llama_server() as llm:
         env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "p")}
         for name, runner in (("single", "threads"), ("dask", "dask")):
-            _run_flow(
+            _run_on_runner(
                 catalogue, tmp_path / f"{name}.duckdb", f"{llm}#smollm2", runner, tmp_path, env
             )
     single, dask = profiles(tmp_path / "single.duckdb"), profiles(tmp_path / "dask.duckdb")
@@ -236,7 +236,7 @@ def test_dask_workers_share_one_rate_limit_and_one_budget_per_run(catalogue, tmp
 
         def night(settings: dict) -> tuple[dict, list]:
             before = len(proxy.requests)
-            out = _run_flow(
+            out = _run_on_runner(
                 catalogue, store, f"{proxy.url}#smollm2", "dask", tmp_path, env, settings
             )
             report = json.loads(out.strip().splitlines()[-1])
@@ -271,7 +271,7 @@ def test_dask_workers_share_one_rate_limit_and_one_budget_per_run(catalogue, tmp
     assert stored | failing == set(titles)  # every item: a profile or a recorded failure
 
 
-def _run_flow(
+def _run_on_runner(
     items: Path,
     store: Path,
     llm: str,
