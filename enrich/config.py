@@ -76,6 +76,18 @@ class EnrichSettings(BaseSettings):
     validation error, ``fix_attempts`` times); ``JunkRules(enabled=False)`` turns them off."""
     structured_method: str | None = None
     """Force LangChain's structured-output method (json_schema, function_calling, json_mode)."""
+    batch: bool = False
+    """Send the run's requests through the provider's Batches API (OpenAI's, or a server that
+    implements it) at its batch price, instead of one call each (:mod:`enrich.batches`)."""
+    batch_wait: bool = True
+    """Wait for the batches to finish and store their rows. False: submit and return; the rows
+    are recorded as ``pending`` and the next run collects the batches (a nightly job's mode)."""
+    batch_poll_s: float = Field(10.0, gt=0)
+    """First wait between two status checks of a batch; it grows by half each time (to 5 min)."""
+    batch_max_requests: int = Field(50_000, ge=1)
+    """Requests per batch file (OpenAI's documented limit: 50,000)."""
+    batch_max_bytes: int = Field(200 * 1024 * 1024, ge=1024)
+    """Bytes per batch file (OpenAI's documented limit: 200 MB)."""
 
 
 class Environment(BaseSettings):

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -29,14 +30,18 @@ from langchain_core.outputs import LLMResult
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from pydantic import BaseModel, ValidationError
 
+from enrich.batches import BatchRunner, Unanswered
 from enrich.config import EnrichSettings
 from enrich.errors import EnrichError, TransientError, redact
 from enrich.hashing import sha256_hex
 from enrich.llm import ChatEmbedded, decoding_params, model_id, structured
+from enrich.llm.batch_format import LineResult, message_text
 from enrich.prices import Prices, prices_for, warn_unknown
 from enrich.prompts import estimate_tokens
 from enrich.quota import BudgetSpent, Quota
 from enrich.store import Store
+
+log = logging.getLogger(__name__)
 
 CACHE_ROWS = pa.schema(
     [
@@ -200,6 +205,11 @@ class LLMEngine:
         self.concurrency = self.settings.max_concurrency or (
             llm.n_parallel if isinstance(llm, ChatEmbedded) else 4  # fill the embedded batch
         )
+        self.batches = (
+            BatchRunner(llm, schema, self.model, prompt_version, store, self.settings)
+            if self.settings.batch
+            else None
+        )
 
     def close(self) -> None:
         """Release the quota's connections (a shared quota's SQLite file or PostgreSQL pool)."""
@@ -230,9 +240,7 @@ class LLMEngine:
         """
         answers = self.cached_answers(requests)
         todo = {k: m for k, m in requests.items() if k not in answers}
-        started = time.perf_counter()
-        fresh = self._generate(todo)
-        self.usage.llm_seconds += time.perf_counter() - started
+        fresh = self._batched(todo) if self.batches is not None and todo else self._generate(todo)
         good = [(k, a) for k, a in fresh.items() if a.ok]
         self.store.cache_put(
             pa.Table.from_pylist(
@@ -261,25 +269,19 @@ class LLMEngine:
                 answers[key] = Answer(output=output, tokens_in=tin, tokens_out=tout, cached=True)
         return answers
 
-    def _generate(self, todo: Mapping[str, list[BaseMessage]]) -> dict[str, Answer]:
-        """Concurrent calls, then bounded re-asks with the validation error fed back."""
+    def _generate(
+        self, todo: Mapping[str, list[BaseMessage]], first: dict[str, Answer] | None = None
+    ) -> dict[str, Answer]:
+        """Concurrent calls, then bounded re-asks with the validation error fed back. ``first``:
+        the first attempt's answers, already had (from a batch): only the re-asks are sent."""
         answers: dict[str, Answer] = {}
         pending = dict(todo)
         for attempt in range(self.settings.fix_attempts + 1):
             if not pending:
                 break
-            keys = list(pending)
-            results = self._runnable.batch(
-                [pending[k] for k in keys],
-                config={
-                    "max_concurrency": self.concurrency,
-                    "callbacks": [self._counter],
-                },
-                return_exceptions=True,
-            )
+            results = first if attempt == 0 and first is not None else self._send(pending, todo)
             retry: dict[str, list[BaseMessage]] = {}
-            for key, result in zip(keys, results, strict=True):
-                answer = self._answer(result, todo[key])
+            for key, answer in results.items():
                 answers[key] = answer
                 if answer.stage == "validation" and attempt < self.settings.fix_attempts:
                     retry[key] = [
@@ -294,13 +296,73 @@ class LLMEngine:
             pending = retry
         return answers
 
+    def _send(
+        self, pending: Mapping[str, list[BaseMessage]], todo: Mapping[str, list[BaseMessage]]
+    ) -> dict[str, Answer]:
+        """One online request per key of ``pending``, concurrently."""
+        keys = list(pending)
+        started = time.perf_counter()
+        results = self._runnable.batch(
+            [pending[k] for k in keys],
+            config={"max_concurrency": self.concurrency, "callbacks": [self._counter]},
+            return_exceptions=True,
+        )
+        self.usage.llm_seconds += time.perf_counter() - started
+        return {
+            key: self._answer(result, todo[key]) for key, result in zip(keys, results, strict=True)
+        }
+
+    def _batched(self, todo: Mapping[str, list[BaseMessage]]) -> dict[str, Answer]:
+        """The first attempt through the provider's Batches API (:mod:`enrich.batches`), each
+        answer line validated like an online answer; re-asks go online."""
+        results = self.batches.answers(todo, may_submit=self.quota.left())
+        first: dict[str, Answer] = {}
+        for key, result in results.items():
+            if isinstance(result, Unanswered):
+                if key in todo:
+                    first[key] = Answer(error=result.error, stage=result.stage)
+                continue
+            cost = (
+                None
+                if self.prices is None
+                else self.prices.cost(result.tokens_in, result.tokens_out, result.cached_in)
+            )
+            self.usage.add(1, result.tokens_in, result.tokens_out, result.cached_in, cost)
+            self.quota.spend(result.tokens_in + result.tokens_out, cost)
+            if key in todo:
+                first[key] = self._from_line(result, todo[key])
+            else:  # its row changed or was stored since the batch was sent
+                log.info("batch answer %s is for no row of this run; dropped", key[:12])
+        return self._generate(todo, first)
+
+    def _from_line(self, line: LineResult, request: list[BaseMessage]) -> Answer:
+        if line.error is not None:
+            return Answer(error=redact(line.error)[:2000], stage="llm")
+        try:
+            parsed = json.loads(line.text or "")
+        except json.JSONDecodeError as exc:
+            parsed, problem = None, f"the answer is not JSON: {exc}"
+        output, problem = self._check(parsed, request) if parsed is not None else (None, problem)
+        if output is None or line.finish_reason == "length":
+            error = problem if line.finish_reason != "length" else "the answer hit max_tokens"
+            return Answer(
+                error=redact(error)[:2000],
+                stage="validation",
+                raw=redact(line.text or "")[:20000],
+                tokens_in=line.tokens_in,
+                tokens_out=line.tokens_out,
+            )
+        return Answer(
+            output=output, raw=line.text, tokens_in=line.tokens_in, tokens_out=line.tokens_out
+        )
+
     def _answer(self, result: Any, request: list[BaseMessage]) -> Answer:
         if isinstance(result, BudgetSpent):
             return Answer(error=f"{result}; the next run does it", stage="budget")
         if isinstance(result, BaseException):
             return Answer(error=redact(f"{type(result).__name__}: {result}")[:2000], stage="llm")
         raw_msg = result.get("raw")
-        raw = _raw_text(raw_msg)
+        raw = message_text(raw_msg)
         meta = getattr(raw_msg, "usage_metadata", None) or {}
         tin, tout = meta.get("input_tokens", 0), meta.get("output_tokens", 0)
         parsed = result.get("parsed")
@@ -370,12 +432,3 @@ def backoff_seconds(
         return max(wait, min(float(header), 300.0)) if header else wait
     except ValueError:  # an HTTP date: not worth parsing, use the backoff
         return wait
-
-
-def _raw_text(message: Any) -> str:
-    if message is None:
-        return ""
-    calls = getattr(message, "tool_calls", None)
-    if calls:
-        return json.dumps([c.get("args") for c in calls])
-    return str(getattr(message, "text", "") or message.content or "")

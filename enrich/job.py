@@ -55,6 +55,9 @@ class Run:
     report: RunReport
     seen: dict[str, Answer] = field(default_factory=dict)
     """Answers of this run by cache key, so a prompt repeated across chunks is sent once."""
+    batched: dict[str, Answer] | None = None
+    """Batch mode: every answer of the run, had from the provider's batches before the chunks
+    are embedded and stored."""
 
 
 def run_job(
@@ -98,10 +101,16 @@ def _enrich(run: Run, progress: Progress | None) -> list[pl.DataFrame]:
     report.rows_skipped = done.height
     todo = frame.join(done.select(KEY), on=KEY, how="anti", maintain_order="left")
     todo = _hold(run, todo.with_columns(_request_keys(run, todo)))
+    if engine.batches is not None:  # one submission for the run, cut only at the file limits
+        engine.batches.run_id = report.run_id
+        messages = run.job.messages
+        run.batched = engine.run(
+            {ck: messages[i] for ck, i in zip(todo["_ck"], todo["_msg"], strict=True) if ck}
+        )
     fresh: list[pl.DataFrame] = []
     for start in range(0, todo.height, run.settings.chunk_size):
         chunk = todo.slice(start, run.settings.chunk_size)
-        if not engine.budget_left():
+        if run.batched is None and not engine.budget_left():  # a batch's answers are paid for
             report.status = "budget_exceeded"
             _record_failures(
                 run,
@@ -168,7 +177,7 @@ def _chunk(run: Run, chunk: pl.DataFrame) -> pl.DataFrame:
     empty = [k for k, m in zip(keys, messages, strict=True) if m is None]
     cache_keys: list[str | None] = chunk["_ck"].to_list()
     requests = {ck: m for ck, m in zip(cache_keys, messages, strict=True) if ck and ck not in seen}
-    answers = engine.run(requests)
+    answers = engine.run(requests) if run.batched is None else {k: run.batched[k] for k in requests}
     ok_keys, outputs, failures = [], [], []
     counted: set[str] = set()
     generated = hits = 0
@@ -188,6 +197,8 @@ def _chunk(run: Run, chunk: pl.DataFrame) -> pl.DataFrame:
     seen.update({k: a for k, a in answers.items() if a.stage != "budget"})  # asked again later
     if any(f[1] == "budget" for f in failures):
         report.status = "budget_exceeded"
+    elif any(f[1] == "pending" for f in failures):
+        report.status = "pending"
     rows = chunk.filter(pl.col(KEY).is_in(ok_keys)) if ok_keys else chunk.clear()
     table = pl.DataFrame()
     if ok_keys:

@@ -96,11 +96,14 @@ def model_prices(
     price_in_per_mtok: float | None = None,
     price_out_per_mtok: float | None = None,
     price_cached_in_per_mtok: float | None = None,
+    batch: bool = False,
 ) -> Prices | None:
     """The prices of ``model`` (an enrich model id, ``provider:name``), or None if unknown.
 
-    Prices given here win over the table; a model served from ``base_url`` is looked up by the
-    provider that URL belongs to (genai-prices knows the hosted providers' API URLs).
+    Prices given here win over the table (give the batch price when ``batch``); a model served
+    from ``base_url`` is looked up by the provider that URL belongs to (genai-prices knows the
+    hosted providers' API URLs); ``batch``: the provider's Batches API price where the table has
+    one (OpenAI's and Anthropic's: half), else the online price.
     """
     if price_in_per_mtok is not None or price_out_per_mtok is not None:
         return Prices(
@@ -122,6 +125,7 @@ def model_prices(
             model_ref=name,
             provider_id=None if base_url else _PROVIDERS.get(provider, provider),
             provider_api_url=base_url,
+            price_context={"processing": "batch"} if batch else None,
         )
     except LookupError:
         return None
@@ -130,14 +134,16 @@ def model_prices(
         _base(price.input_mtok) or 0.0,
         _base(price.output_mtok) or 0.0,
         _base(price.cache_read_mtok),
-        f"genai-prices {_version()}: {found.provider.id}/{found.model.id}",
+        f"genai-prices {_version()}: {found.provider.id}/{found.model.id}"
+        + (" (batch)" if batch else ""),
         price,
     )
 
 
 def prices_for(llm: Any, settings: Any) -> Prices | None:
     """The prices of the chat model ``llm`` under ``settings`` (:class:`EnrichSettings`): the
-    settings' own prices if given, the embedded model free, else :func:`model_prices`."""
+    settings' own prices if given, the embedded model free, else :func:`model_prices` (the
+    batch price when ``settings.batch``)."""
     from enrich.llm import ChatEmbedded, model_id
 
     given = settings.price_in_per_mtok is not None or settings.price_out_per_mtok is not None
@@ -150,6 +156,7 @@ def prices_for(llm: Any, settings: Any) -> Prices | None:
         price_in_per_mtok=settings.price_in_per_mtok,
         price_out_per_mtok=settings.price_out_per_mtok,
         price_cached_in_per_mtok=settings.price_cached_in_per_mtok,
+        batch=getattr(settings, "batch", False),
     )
 
 

@@ -1,6 +1,6 @@
 """The DuckDB feature store: opening, migrating and transactions here; its profile rows
-(:mod:`enrich.profile_rows`), caches (:mod:`enrich.caches`) and ledger (:mod:`enrich.ledger`)
-are mixed in.
+(:mod:`enrich.profile_rows`), caches (:mod:`enrich.caches`), ledger (:mod:`enrich.ledger`) and
+batch manifest (:mod:`enrich.batch_manifest`) are mixed in.
 
 Writes go through Arrow in bulk inside transactions, so a reader never sees half a chunk.
 Upserts are idempotent: writing a row again with the same ``input_hash`` changes nothing.
@@ -23,17 +23,18 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from enrich.batch_manifest import BatchManifest
 from enrich.caches import Caches
 from enrich.errors import StoreError
 from enrich.ledger import Ledger
 from enrich.profile_rows import ProfileRows
 from enrich.sqlfiles import read_sql, sql_files
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _MIGRATION = re.compile(r"^(\d{4})_.*\.sql$")
 
 
-class Store(ProfileRows, Caches, Ledger):
+class Store(ProfileRows, Caches, Ledger, BatchManifest):
     """A DuckDB feature store (a file, an open connection, or ``None`` for memory)."""
 
     def __init__(
