@@ -1,11 +1,13 @@
 """The ``enrich`` command line: ``demo``, ``items``, ``plan``, ``vocab``, ``evaluate``, ``runs``,
-``errors``, ``audit``, ``export``.
+``errors``, ``batch``, ``audit``, ``export``.
 
 Example:
     $ enrich demo --limit 20
     $ enrich plan catalogue.parquet --store features.duckdb --llm openai:gpt-4o-mini
     $ enrich vocab catalogue.parquet --name themes --k 30 --store features.duckdb
     $ enrich items catalogue.parquet --id-col item_id --vocab themes --store features.duckdb
+    $ enrich items catalogue.parquet --store features.duckdb --llm openai:gpt-4o-mini --batch
+    $ enrich batch run requests.jsonl --output answers.jsonl
 """
 
 from __future__ import annotations
@@ -47,6 +49,31 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FIELD[=NAME]",
         help="choose FIELD from the vocabulary NAME stored by `enrich vocab` (default NAME: FIELD)",
     )
+    mode = items.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the requests through the provider's Batches API (half price) and wait",
+    )
+    mode.add_argument(
+        "--batch-submit-only",
+        action="store_true",
+        help="batch mode, but submit and return: the next run collects (rows recorded pending)",
+    )
+
+    batch = sub.add_parser("batch", help="OpenAI batch files: run one here, or list a store's")
+    batch_sub = batch.add_subparsers(dest="batch_command", required=True)
+    brun = batch_sub.add_parser(
+        "run",
+        help="execute an OpenAI batch JSONL file with a model here (as `vllm run-batch` does)",
+    )
+    brun.add_argument("file", type=Path, help="the batch input file (.jsonl)")
+    brun.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
+    brun.add_argument("--output", type=Path, required=True, help="output file (.jsonl)")
+    brun.add_argument("--errors", type=Path, help="error file (default: OUTPUT.errors.jsonl)")
+    blist = batch_sub.add_parser("list", help="the batches a store submitted, newest first")
+    blist.add_argument("--store", type=Path, required=True)
+    blist.add_argument("--last", type=int, default=20)
 
     vocab = sub.add_parser(
         "vocab",
@@ -152,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             _items(args)
         elif args.command == "vocab":
             _vocab(args)
+        elif args.command == "batch":
+            _batch(args)
         elif args.command == "runs":
             _runs(args)
         elif args.command == "errors":
@@ -178,12 +207,17 @@ def main(argv: list[str] | None = None) -> int:
 def _items(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    from enrich.config import EnrichSettings
     from enrich.profiles import profile_items
     from enrich.schemas import ItemProfile
     from enrich.store import Store
     from enrich.vocab import Vocabulary, controlled
 
     frame = _read(args.source)
+    batched = args.batch or args.batch_submit_only
+    settings = EnrichSettings(
+        **({"batch": True, "batch_wait": not args.batch_submit_only} if batched else {})
+    )
     with Store.borrow(str(args.store)) as store:
         chosen = dict(v.partition("=")[::2] for v in args.vocab)
         vocabularies = {f: Vocabulary.load(store, name or f) for f, name in chosen.items()}
@@ -198,10 +232,33 @@ def _items(args: argparse.Namespace) -> None:
                 schema=schema,
                 store=store,
                 llm=args.llm,
+                settings=settings,
                 progress=bar.update,
                 with_report=True,
             )
     print(report.summary())
+
+
+def _batch(args: argparse.Namespace) -> None:
+    if args.batch_command == "run":
+        from enrich.batch_run import run_file
+        from enrich.llm import resolve_llm
+
+        answered, failed = run_file(args.file, resolve_llm(args.llm), args.output, args.errors)
+        print(f"{answered} answered -> {args.output}; {failed} failed")
+        return
+    from enrich.store import Store
+
+    store = Store.open(args.store, read_only=True)
+    with pl.Config(tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40):
+        print(
+            store.con.execute(
+                "SELECT batch_id, status, n_requests, n_answered, n_failed, model, created_at, "
+                "collected_at, error FROM llm_batches ORDER BY created_at DESC LIMIT ?",
+                [args.last],
+            ).pl()
+        )
+    store.close()
 
 
 def _vocab(args: argparse.Namespace) -> None:

@@ -327,7 +327,9 @@ class LLMEngine:
                 if self.prices is None
                 else self.prices.cost(result.tokens_in, result.tokens_out, result.cached_in)
             )
-            self.usage.add(1, result.tokens_in, result.tokens_out, result.cached_in, cost)
+            self.usage.add(
+                int(result.ran), result.tokens_in, result.tokens_out, result.cached_in, cost
+            )
             self.quota.spend(result.tokens_in + result.tokens_out, cost)
             if key in todo:
                 first[key] = self._from_line(result, todo[key])
@@ -336,8 +338,9 @@ class LLMEngine:
         return self._generate(todo, first)
 
     def _from_line(self, line: LineResult, request: list[BaseMessage]) -> Answer:
-        if line.error is not None:
-            return Answer(error=redact(line.error)[:2000], stage="llm")
+        if line.error is not None:  # "batch": it never ran; the next run asks again
+            stage = "llm" if line.ran else "batch"
+            return Answer(error=redact(line.error)[:2000], stage=stage)
         try:
             parsed = json.loads(line.text or "")
         except json.JSONDecodeError as exc:

@@ -2,10 +2,11 @@
 documents them, executing with a real chat model through ``enrich.batch_run.execute`` (the path
 ``enrich batch run`` takes). Driven by the official ``openai`` SDK in the tests.
 
-Faults, for the tests that need them: ``fail`` (custom ids answered with a 500 error line),
-``expire_after`` (a batch runs that many requests, then expires: the rest go to the error file as
-``batch_expired``), ``hold`` (batches stay ``in_progress`` until the event is set), and
-``hang_create`` (the batch is created, then the create call never answers).
+Faults, for the tests that need them: ``fail`` (a predicate on a request line: those answered
+with a 500 error line), ``expire_after`` (a batch runs that many requests, then expires: the
+rest go to the error file as ``batch_expired``), ``hold`` (batches stay ``in_progress`` until
+the event is set), and ``hang_create`` (the batch is created, then the create call never
+answers).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,19 +27,18 @@ from langchain_core.language_models import BaseChatModel
 from enrich.batch_run import execute
 from enrich.llm.batch_format import ENDPOINT, error_line
 
-STEP = 8  # requests run between two looks at a cancel or an expiry
-
 
 class BatchServer:
     def __init__(
         self,
         llm: BaseChatModel,
-        fail: Collection[str] = (),
+        fail: Callable[[dict[str, Any]], bool] = lambda line: False,
         expire_after: int | None = None,
         hold: threading.Event | None = None,
         hang_create: bool = False,
+        step: int = 8,
     ) -> None:
-        self.llm, self.fail, self.expire_after = llm, set(fail), expire_after
+        self.llm, self.fail, self.expire_after, self.step = llm, fail, expire_after, step
         self.hold, self.hang_create = hold, hang_create
         self.lock = threading.RLock()
         self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
@@ -241,12 +241,13 @@ class BatchServer:
             if self.expire_after is not None and done >= self.expire_after:
                 end = "expired"
                 break
-            step = lines[done : done + STEP]
+            step = lines[done : done + self.step]  # then look again: cancelled? expired?
             with self.lock:
                 self.executed += [line["custom_id"] for line in step]
             o, e = execute(step, self.llm)
+            failing = {line["custom_id"] for line in step if self.fail(line)}
             for line in o:
-                if line["custom_id"] in self.fail:
+                if line["custom_id"] in failing:
                     e.append(error_line(line["custom_id"], 500, "server_error", "injected fault"))
                 else:
                     out.append(line)

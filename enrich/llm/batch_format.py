@@ -31,6 +31,8 @@ from pydantic import BaseModel
 from enrich.errors import EnrichError
 
 ENDPOINT = "/v1/chat/completions"
+NOT_RUN = ("batch_expired", "batch_cancelled")
+"""Error codes of requests a batch ended before running."""
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 _MESSAGES = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
 
@@ -117,6 +119,8 @@ class LineResult:
     tokens_out: int = 0
     cached_in: int = 0
     error: str | None = None
+    ran: bool = True
+    """False for a request the provider never ran (``batch_expired``, ``batch_cancelled``)."""
 
 
 def parse_line(line: dict[str, Any]) -> LineResult:
@@ -129,6 +133,8 @@ def parse_line(line: dict[str, Any]) -> LineResult:
         status = response.get("status_code")
         message = error.get("message") if isinstance(error, dict) else str(error)
         code = error.get("code") if isinstance(error, dict) else None
+        if code in NOT_RUN:
+            return LineResult(custom_id, error=f"{message} ({code})", ran=False)
         return LineResult(
             custom_id,
             error=f"batch request failed ({code or status or 'no status'}): {message}",
