@@ -1,11 +1,16 @@
 """The nightly enrichment flow: extract → detect new or changed rows → enrich in chunks (mapped
 tasks) → merge into the store (single writer) → audits → artifact and run report.
 
+In batch mode (``settings.batch``) the new or changed rows go to the provider's Batches API in
+one run on the store itself; with ``batch_wait=False`` the flow submits and returns, and the
+next night's run collects what finished (rows pending meanwhile are recorded as such).
+
 Chunks are enriched into in-memory stores by ``enrich.staging`` and merged by the flow as each
 finishes, so the same flow runs on threads or on a Dask cluster, the DuckDB file has one writer,
 and a killed run resumes without repeating the LLM calls of merged chunks.
 
     python -m flows.nightly --items ../shared/data/ml-100k/items.parquet --store features.duckdb
+    python -m flows.nightly --items catalogue.parquet --llm openai:gpt-4o-mini --batch
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ from prefect.futures import as_completed
 from pydantic import BaseModel, ConfigDict, Field
 
 from enrich.config import EnrichSettings
-from enrich.profiles import pending_items
+from enrich.profiles import pending_items, profile_items
+from enrich.report import RunReport
 from enrich.schemas import ItemProfile
 from enrich.staging import StagedRun, failure_history, merge, stage_items, stage_users
 from enrich.store import Store, audit
-from enrich.user_profiles import pending_users
+from enrich.user_profiles import pending_users, profile_users
 from enrich.vocab import Vocabulary, controlled
 from flows.sources import Source
 
@@ -152,6 +158,53 @@ def enrich_chunk(
 
 
 @task(cache_policy=NO_CACHE)
+def enrich_batched(
+    rows: pl.DataFrame, params: NightlyParams, labels: dict[str, list[str]]
+) -> RunReport:
+    """Batch mode: the night's new or changed items in one run on the store itself — one
+    submission (cut only at the provider's file limits), collected now or by the next night
+    (``settings.batch_wait``). The provider does the work, so nothing is mapped."""
+    store = Store.open(params.store, lock_timeout_s=60)
+    try:
+        _, report = profile_items(
+            rows,
+            id_col=params.id_col,
+            text_cols=params.text_cols,
+            llm=params.llm,
+            embedder=params.embedder,
+            settings=params.settings,
+            schema=item_schema(labels),
+            store=store,
+            with_report=True,
+        )
+    finally:
+        store.close()
+    return report
+
+
+@task(cache_policy=NO_CACHE)
+def enrich_users_batched(
+    log: pl.DataFrame, items: pl.DataFrame, people: pl.DataFrame | None, params: NightlyParams
+) -> RunReport:
+    """Batch mode for users: as :func:`enrich_batched`."""
+    store = Store.open(params.store, lock_timeout_s=60)
+    try:
+        _, report = profile_users(
+            log,
+            items,
+            users=people,
+            embedder=params.embedder,
+            settings=params.settings,
+            store=store,
+            with_report=True,
+            **params.user_kwargs(),
+        )
+    finally:
+        store.close()
+    return report
+
+
+@task(cache_policy=NO_CACHE)
 def detect_user_changes(
     log: pl.DataFrame, items: pl.DataFrame, people: pl.DataFrame | None, params: NightlyParams
 ) -> list[Any]:
@@ -205,18 +258,27 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
     labels = pin_vocabularies(params)
     todo = detect_changes(items, params, labels)
     logger.info("items: %d in, %d new or changed", items.height, todo.height)
-    chunks = [todo.slice(i, params.chunk_size) for i in range(0, todo.height, params.chunk_size)]
-    history = failures_on_record(params, "items", todo[params.id_col].to_list())
-    futures = (
-        enrich_chunk.map(
-            chunks, params=unmapped(params), labels=unmapped(labels), history=unmapped(history)
+    batch = params.settings.batch
+    report: dict[str, Any] = {}
+    if batch:
+        report["items"] = _summary(
+            [enrich_batched(todo, params, labels)] if todo.height else [],
+            items.height,
+            todo.height,
         )
-        if chunks
-        else []
-    )
-    report: dict[str, Any] = {
-        "items": _merge_all(futures, params, items.height, todo.height, len(chunks))
-    }
+    else:
+        chunks = [
+            todo.slice(i, params.chunk_size) for i in range(0, todo.height, params.chunk_size)
+        ]
+        history = failures_on_record(params, "items", todo[params.id_col].to_list())
+        futures = (
+            enrich_chunk.map(
+                chunks, params=unmapped(params), labels=unmapped(labels), history=unmapped(history)
+            )
+            if chunks
+            else []
+        )
+        report["items"] = _merge_all(futures, params, items.height, todo.height)
     if params.interactions is not None:
         log = extract(params.interactions)
         people = extract(params.users) if params.users is not None else None
@@ -231,17 +293,28 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
             )
         )
         logger.info("users: %d in, %d new or changed", everyone, len(ids))
-        parts = [ids[i : i + params.chunk_size] for i in range(0, len(ids), params.chunk_size)]
+        step = len(ids) if batch else params.chunk_size
+        parts = [ids[i : i + step] for i in range(0, len(ids), step)]
         logs = [log.filter(pl.col(params.user_col).is_in(p)) for p in parts]
         folks = [
             None if people is None else people.filter(pl.col(params.user_col).is_in(p))
             for p in parts
         ]
-        history = failures_on_record(params, "users", ids)
-        futures = enrich_user_chunk.map(
-            logs, unmapped(items), folks, unmapped(params), unmapped(history)
-        )
-        report["users"] = _merge_all(futures, params, everyone, len(ids), len(parts))
+        if batch:
+            report["users"] = _summary(
+                [
+                    enrich_users_batched(lg, items, f, params)
+                    for lg, f in zip(logs, folks, strict=True)
+                ],
+                everyone,
+                len(ids),
+            )
+        else:
+            history = failures_on_record(params, "users", ids)
+            futures = enrich_user_chunk.map(
+                logs, unmapped(items), folks, unmapped(params), unmapped(history)
+            )
+            report["users"] = _merge_all(futures, params, everyone, len(ids))
     report["audits"] = run_audits(params.store)
     report["seconds"] = round(time.perf_counter() - started, 2)
     report["finished_at"] = datetime.now().isoformat(timespec="seconds")
@@ -260,11 +333,19 @@ def one_quota(params: NightlyParams, run_id: str) -> NightlyParams:
     return params.model_copy(update={"settings": settings})
 
 
-def _merge_all(
-    futures: Any, params: NightlyParams, rows_in: int, rows_todo: int, n_chunks: int
-) -> dict[str, Any]:
-    """Merge each chunk as it finishes (the single writer); sum the chunks' reports. Rows not
-    new or changed were skipped; each row sent to a chunk is enriched or failed (recorded)."""
+def _merge_all(futures: Any, params: NightlyParams, rows_in: int, rows_todo: int) -> dict[str, Any]:
+    """Merge each chunk as it finishes (the single writer); sum the chunks' reports."""
+    reports = []
+    for future in as_completed(futures):
+        staged = future.result()
+        commit(staged, params.store)
+        reports.append(staged.report)
+    return _summary(reports, rows_in, rows_todo)
+
+
+def _summary(reports: list[RunReport], rows_in: int, rows_todo: int) -> dict[str, Any]:
+    """The chunks' reports summed. Rows not new or changed were skipped; each row sent to a
+    chunk is enriched, failed or pending in a batch (each recorded in ``enrich_errors``)."""
     totals: dict[str, Any] = dict.fromkeys(
         (
             "cache_hits",
@@ -279,18 +360,19 @@ def _merge_all(
         0,
     )
     failed: list[str] = []
-    for future in as_completed(futures):
-        staged = future.result()
-        commit(staged, params.store)
+    pending = 0
+    for report in reports:
         for key in totals:
-            value = getattr(staged.report, key)
+            value = getattr(report, key)
             totals[key] = None if value is None or totals[key] is None else totals[key] + value
-        failed += sorted(staged.report.failures)
+        failed += sorted(report.failures)
+        pending += sum(why.startswith("pending:") for why in report.failures.values())
     return {
         "rows_in": rows_in,
         "rows_skipped": rows_in - rows_todo,
         **totals,
-        "chunks": n_chunks,
+        "rows_pending": pending,
+        "chunks": len(reports),
         "failed_ids": failed,
     }
 
@@ -330,13 +412,22 @@ if __name__ == "__main__":
     parser.add_argument("--store", default="features.duckdb")
     parser.add_argument("--llm")
     parser.add_argument("--chunk-size", type=int, default=64)
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="submit the night's requests to the provider's Batches API and return; the next "
+        "run collects them (settings.batch, batch_wait=False)",
+    )
     args = parser.parse_args()
     result = nightly(
         NightlyParams(
             items=Source(kind="file", path=args.items),
             store=args.store,
             llm=args.llm,
-            settings=EnrichSettings(chunk_size=args.chunk_size),
+            settings=EnrichSettings(
+                chunk_size=args.chunk_size,
+                **({"batch": True, "batch_wait": False} if args.batch else {}),
+            ),
         )
     )
     print(json.dumps(result, default=str))

@@ -317,3 +317,37 @@ def test_enrich_batch_run_executes_a_file_with_the_embedded_model(tmp_path) -> N
 
     (tmp_path / "bad.jsonl").write_text('{"custom_id": "a"}\nnot json\n')
     assert main(["batch", "run", str(tmp_path / "bad.jsonl"), "--output", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.slow
+def test_the_nightly_flow_submits_and_returns_and_the_next_night_collects(tmp_path) -> None:
+    source = tmp_path / "items.parquet"
+    catalogue(6).write_parquet(source)
+    store = tmp_path / "f.duckdb"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    hold = threading.Event()
+
+    def night() -> dict:
+        out = subprocess.run(
+            [
+                *(sys.executable, "-m", "flows.nightly", "--items", str(source)),
+                *("--store", str(store), "--llm", f"{srv.url}#m", "--batch"),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])["items"]
+
+    with BatchServer(ScriptedChat(), hold=hold) as srv:
+        first = night()
+        assert first["rows_pending"] == 6 and first["rows_generated"] == 0
+        hold.set()
+        _wait_status(srv, srv.created()[0], "completed")
+        second = night()
+    assert second["rows_generated"] == 6 and second["rows_pending"] == 0
+    assert second["rows_skipped"] == 0 and len(srv.created()) == 1 and len(srv.executed) == 6
+    assert len(stored(Store.open(store, read_only=True))) == 6
