@@ -153,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--item-text-cols", nargs="+", default=["title"])
     plan.add_argument("--price-in", type=float, help="$ per 1M prompt tokens (overrides table)")
     plan.add_argument("--price-out", type=float, help="$ per 1M completion tokens")
+    plan.add_argument("--batch", action="store_true", help="at the provider's batch price")
 
     errors = sub.add_parser(
         "errors",
@@ -371,7 +372,9 @@ def _plan(args: argparse.Namespace) -> None:
     from enrich.plan import plan_items, plan_table, plan_users
     from enrich.store import Store
 
-    settings = EnrichSettings(price_in_per_mtok=args.price_in, price_out_per_mtok=args.price_out)
+    settings = EnrichSettings(
+        price_in_per_mtok=args.price_in, price_out_per_mtok=args.price_out, batch=args.batch
+    )
     frame = _read(args.source)
     with Store.borrow(str(args.store) if args.store else None) as store:
         plans = [

@@ -159,7 +159,9 @@ def transient_errors() -> tuple[type[BaseException], ...]:
 
 
 class LLMEngine:
-    """Structured LLM calls for many prompts, paid for at most once each."""
+    """Structured LLM calls for many prompts, paid for at most once each: one request each, or
+    through the provider's Batches API when ``settings.batch`` (not when ``planning``: a plan
+    only counts and prices)."""
 
     def __init__(
         self,
@@ -169,6 +171,7 @@ class LLMEngine:
         store: Store,
         settings: EnrichSettings | None = None,
         on_call: Callable[[], None] | None = None,
+        planning: bool = False,
     ) -> None:
         self.llm = llm
         self.schema = schema
@@ -207,7 +210,7 @@ class LLMEngine:
         )
         self.batches = (
             BatchRunner(llm, schema, self.model, prompt_version, store, self.settings)
-            if self.settings.batch
+            if self.settings.batch and not planning
             else None
         )
 

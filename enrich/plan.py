@@ -180,7 +180,7 @@ def plan_job(
     settings: EnrichSettings | None = None,
 ) -> JobPlan:
     """The plan of ``job`` (a :class:`JobInput` as the profile functions build it)."""
-    engine = LLMEngine(llm, schema, prompt.version_id(schema), store, settings)
+    engine = LLMEngine(llm, schema, prompt.version_id(schema), store, settings, planning=True)
     try:
         return _plan(kind, label, job, schema, llm, store, engine)
     finally:
@@ -230,6 +230,8 @@ def _plan(
         per_request = float(getattr(llm, "max_tokens", None) or _schema_bound(schema))
         source += "; output tokens: upper bound"
     prices = engine.prices
+    if s.batch:  # the provider's queue sets the time, within its completion window
+        seconds_per_token, source = None, source + "; time: the batch window (up to 24 h)"
     return JobPlan(
         kind=label,
         model=engine.model,

@@ -33,6 +33,18 @@ def test_known_hosted_models_have_their_published_prices() -> None:
     assert haiku is not None and haiku.cost(1_000_000, 1_000_000) == pytest.approx(4.8)
 
 
+def test_batch_prices_are_the_providers_batch_prices() -> None:
+    mini = model_prices("openai:gpt-4o-mini", batch=True)  # OpenAI's Batch API: half price
+    assert mini is not None and mini.source.endswith("(batch)")
+    assert mini.cost(1_000_000, 1_000_000) == pytest.approx(0.075 + 0.30)
+    haiku = model_prices("anthropic:claude-haiku-4-5", batch=True)  # $1 / $5 online
+    assert haiku is not None and haiku.cost(1_000_000, 1_000_000) == pytest.approx(3.0)
+    online = plan_items(CATALOGUE, llm="openai:gpt-4o-mini")
+    batched = plan_items(CATALOGUE, llm="openai:gpt-4o-mini", settings=EnrichSettings(batch=True))
+    assert online.cost is not None and batched.cost == pytest.approx(online.cost / 2)
+    assert batched.seconds is None and "batch window" in batched.rate_source
+
+
 def test_a_tiered_price_is_applied_per_request() -> None:
     pro = model_prices("google_genai:gemini-2.5-pro")  # $1.25 per 1M input, $2.50 above 200k
     assert pro is not None
