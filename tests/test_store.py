@@ -125,6 +125,7 @@ def test_every_sql_file_runs() -> None:
             store.con.execute(path.read_text()).fetchall()  # re-runnable, or a query
     values = {
         **{"item_id": "0", "k": 2, "model": "m", "prompt_version": "p", "kind": "items"},
+        "endpoint": "http://127.0.0.1:9/v1",
         **{"base_s": 3600.0, "max_s": 86400.0, "now": datetime(2026, 1, 1)},
     }
     store.con.register("wanted", pa.table({"request_key": ["k"]}))  # relations queries read
