@@ -1,7 +1,7 @@
 """The batch path's own overhead against the online path, on the same local server, in one run.
 
 Both paths profile the same N MovieLens items through ``enrich.profile_items`` against one
-local provider (tests/batch_server.py: OpenAI's Files, Batches and Chat Completions endpoints),
+local provider (``enrich batch serve``: OpenAI's Files, Batches and Chat Completions endpoints),
 whose model answers at once (a scripted model: what is timed is the path — requests, files,
 upload, polling, download, parsing, validation, storing — not a model). Online: one HTTP request
 per item, 4 at a time. Batch: one JSONL file, uploaded, created, polled, downloaded, parsed.
@@ -18,21 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import polars as pl
 
-import polars as pl  # noqa: E402
-
-import enrich  # noqa: E402
-from enrich.batches import BatchRunner  # noqa: E402
-from enrich.config import EnrichSettings  # noqa: E402
-from enrich.movielens import find_data_dir, load_ml100k_items  # noqa: E402
-from enrich.store import Store  # noqa: E402
-from enrich.testing import HashEmbedder, ScriptedChat  # noqa: E402
-from tests.batch_server import BatchServer  # noqa: E402
+import enrich
+from enrich.batch_server import BatchServer
+from enrich.batches import BatchRunner
+from enrich.config import EnrichSettings
+from enrich.movielens import find_data_dir, load_ml100k_items
+from enrich.store import Store
+from enrich.testing import HashEmbedder, ScriptedChat
 
 PHASES = {"_submit": "submit", "_wait": "wait", "_collect": "collect"}
 

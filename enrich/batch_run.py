@@ -50,7 +50,8 @@ def execute(
             errors[i] = error_line(custom_id, 400, "invalid_request", problem)
             continue
         fmt = (line["body"].get("response_format") or {}).get("json_schema") or {}
-        groups.setdefault(json.dumps(fmt.get("schema"), sort_keys=True), []).append(i)
+        # keys keep their order: a grammar writes the fields in the schema's order
+        groups.setdefault(json.dumps(fmt.get("schema")), []).append(i)
     outputs: dict[int, dict[str, Any]] = {}
     for schema_json, idx in groups.items():
         schema = json.loads(schema_json)
@@ -119,7 +120,14 @@ def _problem(line: dict[str, Any], seen: set[str]) -> str | None:
 
 
 def _answer_text(message: Any) -> str:
+    """The answer as the provider would send it: a forced tool call's arguments, or the text —
+    re-serialized when it is JSON that only a lenient parser reads (a small model's grammar lets
+    raw newlines into strings), so that strict clients parse it too."""
     calls = getattr(message, "tool_calls", None)
-    if calls:  # a forced tool call carries the JSON answer as its arguments
+    if calls:
         return json.dumps(calls[0].get("args"))
-    return str(getattr(message, "text", "") or message.content or "")
+    text = str(getattr(message, "text", "") or message.content or "")
+    try:
+        return json.dumps(json.loads(text, strict=False), ensure_ascii=False)
+    except ValueError:
+        return text

@@ -71,6 +71,18 @@ def _parser() -> argparse.ArgumentParser:
     brun.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
     brun.add_argument("--output", type=Path, required=True, help="output file (.jsonl)")
     brun.add_argument("--errors", type=Path, help="error file (default: OUTPUT.errors.jsonl)")
+    serve = batch_sub.add_parser(
+        "serve",
+        help="serve OpenAI's Files and Batches API here, running batches with --llm",
+        description="A Batches API for a model that has none (the embedded model, vLLM, "
+        "llama.cpp, Ollama): point batch mode at http://HOST:PORT/v1#MODEL.",
+    )
+    serve.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8090)
+    serve.add_argument(
+        "--state", type=Path, help="folder keeping files and batches across restarts"
+    )
     blist = batch_sub.add_parser("list", help="the batches a store submitted, newest first")
     blist.add_argument("--store", type=Path, required=True)
     blist.add_argument("--last", type=int, default=20)
@@ -247,6 +259,21 @@ def _batch(args: argparse.Namespace) -> None:
 
         answered, failed = run_file(args.file, resolve_llm(args.llm), args.output, args.errors)
         print(f"{answered} answered -> {args.output}; {failed} failed")
+        return
+    if args.batch_command == "serve":
+        import contextlib
+        import signal
+        import threading
+
+        from enrich.batch_server import BatchServer
+        from enrich.llm import resolve_llm
+
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        with BatchServer(resolve_llm(args.llm), args.host, args.port, args.state) as server:
+            print(f"serving the Files and Batches API at {server.url}", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                stop.wait()
         return
     from enrich.store import Store
 

@@ -202,7 +202,10 @@ class LLMEngine:
             self.usage.cost = None
         self.quota = Quota(self.settings)
         self._counter = _Counter(self.usage, self.prices, self.quota, on_call)
-        self._structured = structured(llm, schema, self.settings.structured_method)
+        method = self.settings.structured_method
+        if self.settings.batch and method is None and not planning:
+            method = "json_schema"  # re-asks use what the batch lines use: response_format
+        self._structured = structured(llm, schema, method)
         self._transient = transient_errors()
         self._runnable = RunnableLambda(self._request, name="enrich-request")
         self.concurrency = self.settings.max_concurrency or (
@@ -345,7 +348,7 @@ class LLMEngine:
             stage = "llm" if line.ran else "batch"
             return Answer(error=redact(line.error)[:2000], stage=stage)
         try:
-            parsed = json.loads(line.text or "")
+            parsed = json.loads(line.text or "", strict=False)  # as LangChain's parser reads it
         except json.JSONDecodeError as exc:
             parsed, problem = None, f"the answer is not JSON: {exc}"
         output, problem = self._check(parsed, request) if parsed is not None else (None, problem)

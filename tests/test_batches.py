@@ -172,6 +172,27 @@ def test_files_are_cut_at_the_request_limit_and_a_request_over_the_byte_limit_is
         assert len(srv.created()) == 3  # nothing submitted for them
 
 
+def test_the_executor_keeps_the_schema_field_order() -> None:
+    """A grammar writes fields in the schema's order, and the order steers a small model (an
+    alphabetical schema had it write the summary last, copying the title: 3/6 junk)."""
+    from langchain_core.messages import HumanMessage
+
+    from enrich.batch_run import execute
+
+    seen: list[list[str]] = []
+
+    class Recording(ScriptedChat):
+        def with_structured_output(self, schema, **kwargs):  # type: ignore[override]
+            seen.append(list(schema["properties"]))
+            return super().with_structured_output(schema, **kwargs)
+
+    body = chat_body(resolve_llm("http://127.0.0.1:9/v1#m"), ItemProfile)
+    out, err = execute([request_line("a", body, [HumanMessage("Heat (1995)")])], Recording())
+    fields = list(ItemProfile.model_json_schema()["properties"])
+    assert seen == [fields] and fields != sorted(fields)
+    assert len(out) == 1 and err == []
+
+
 def test_batch_mode_refuses_a_model_without_a_batches_api() -> None:
     with pytest.raises(EnrichError, match="enrich batch run"):
         profile_items(
@@ -351,3 +372,59 @@ def test_the_nightly_flow_submits_and_returns_and_the_next_night_collects(tmp_pa
     assert second["rows_generated"] == 6 and second["rows_pending"] == 0
     assert second["rows_skipped"] == 0 and len(srv.created()) == 1 and len(srv.executed) == 6
     assert len(stored(Store.open(store, read_only=True))) == 6
+
+
+@pytest.mark.slow
+def test_enrich_batch_serve_keeps_its_batches_across_a_restart(tmp_path, ml_items) -> None:
+    """``enrich batch serve`` (a real process, the embedded model) is SIGKILLed while it runs a
+    submitted batch; started again on the same state folder, it runs the batch again and the
+    next run collects it: one batch, every row stored or recorded once."""
+    from tests.servers import free_port
+
+    port, state = free_port(), tmp_path / "state"
+
+    def serve() -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "enrich.cli", "batch", "serve"),
+                *("--port", str(port), "--state", str(state)),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and "serving" in proc.stdout.readline()
+        return proc
+
+    url = f"http://127.0.0.1:{port}/v1"
+
+    def night(wait: bool):
+        return profile_items(
+            ml_items.head(6),
+            id_col="item_id",
+            text_cols=["title", "genres"],
+            llm=f"{url}#smollm2",
+            store=store,
+            embedder=HashEmbedder(),
+            settings=EnrichSettings(**(SETTINGS | {"batch_wait": wait, "batch_poll_s": 0.5})),
+            with_report=True,
+        )[1]
+
+    store = Store.open(tmp_path / "f.duckdb")
+    server = serve()
+    first = night(wait=False)
+    assert first.status == "pending" and first.rows_failed == 6
+    _kill(server)  # mid-batch: the embedded model needs ~15 s for 6 items
+    client = openai.OpenAI(base_url=url, api_key="unused")
+    server = serve()
+    try:
+        (batch,) = client.batches.list().data
+        assert batch.status == "in_progress"  # found on disk, running again
+        second = night(wait=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert second.rows_generated + second.rows_failed == 6 and second.rows_generated >= 5
+    rows = store.con.execute("SELECT status, n_requests FROM llm_batches").fetchall()
+    assert rows == [("completed", 6)]
+    assert len(stored(store)) == second.rows_generated
