@@ -175,6 +175,8 @@ class BatchRunner:
             sid = (batch.metadata or {}).get(METADATA_KEY)
             if sid in unconfirmed and sid not in found:
                 found[sid] = batch
+                if len(found) == len(unconfirmed):
+                    break
         kept = []
         for sub in subs:
             sid = sub["submission_id"]
