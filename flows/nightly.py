@@ -293,7 +293,7 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
             )
         )
         logger.info("users: %d in, %d new or changed", everyone, len(ids))
-        step = len(ids) if batch else params.chunk_size
+        step = max(len(ids), 1) if batch else params.chunk_size
         parts = [ids[i : i + step] for i in range(0, len(ids), step)]
         logs = [log.filter(pl.col(params.user_col).is_in(p)) for p in parts]
         folks = [
