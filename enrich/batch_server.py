@@ -94,6 +94,16 @@ class BatchServer:
                 raise TimeoutError(f"{n} batch(es) not created within {timeout}s")
             time.sleep(0.05)
 
+    def wait_for_status(self, batch_id: str, status: str, timeout: float = 120.0) -> None:
+        """Block until batch ``batch_id`` has ``status``."""
+        deadline = time.monotonic() + timeout
+        while self.batches[batch_id]["status"] != status:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{batch_id} is {self.batches[batch_id]['status']}, not {status}"
+                )
+            time.sleep(0.05)
+
     # -- hooks (tests override them to inject faults) --------------------------------------------
 
     def line_fails(self, line: dict[str, Any]) -> bool:

@@ -132,7 +132,7 @@ def test_submit_and_return_then_the_next_run_collects_without_submitting_again()
         assert second.status == "pending" and len(srv.created()) == 1
 
         hold.set()
-        _wait_status(srv, srv.created()[0], "completed")
+        srv.wait_for_status(srv.created()[0], "completed")
         _, third = run(srv, store, batch_wait=False)
         assert third.status == "ok" and third.rows_generated == 6
         assert sorted(stored(store)) == [str(i) for i in range(6)]
@@ -148,7 +148,7 @@ def test_a_cancelled_batch_records_its_rows_and_the_next_run_sends_them_again() 
         client = openai.OpenAI(base_url=srv.url, api_key="unused")
         assert client.batches.cancel(srv.created()[0]).status == "cancelling"
         hold.set()
-        _wait_status(srv, srv.created()[0], "cancelled")
+        srv.wait_for_status(srv.created()[0], "cancelled")
         run(srv, store)
         errs = errors(store).filter(pl.col("stage") == "batch")
         assert errs.height == 6 and errs["error"].str.contains("batch_cancelled").all()
@@ -202,13 +202,6 @@ def test_batch_mode_refuses_a_model_without_a_batches_api() -> None:
             embedder=HashEmbedder(),
             settings=EnrichSettings(batch=True),
         )
-
-
-def _wait_status(srv: BatchServer, batch_id: str, status: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while srv.batches[batch_id]["status"] != status:
-        assert time.monotonic() < deadline, srv.batches[batch_id]["status"]
-        time.sleep(0.05)
 
 
 def _start(srv: BatchServer, store: Path, n: int = 6) -> subprocess.Popen:
@@ -314,40 +307,6 @@ def test_enrich_batch_run_executes_a_file_with_the_embedded_model(tmp_path) -> N
 
     (tmp_path / "bad.jsonl").write_text('{"custom_id": "a"}\nnot json\n')
     assert main(["batch", "run", str(tmp_path / "bad.jsonl"), "--output", str(tmp_path / "x")]) == 2
-
-
-@pytest.mark.slow
-def test_the_nightly_flow_submits_and_returns_and_the_next_night_collects(tmp_path) -> None:
-    source = tmp_path / "items.parquet"
-    catalogue(6).write_parquet(source)
-    store = tmp_path / "f.duckdb"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
-    hold = threading.Event()
-
-    def night() -> dict:
-        out = subprocess.run(
-            [
-                *(sys.executable, "-m", "flows.nightly", "--items", str(source)),
-                *("--store", str(store), "--llm", f"{srv.url}#m", "--batch"),
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert out.returncode == 0, out.stderr[-3000:]
-        return json.loads(out.stdout.strip().splitlines()[-1])["items"]
-
-    with BatchServer(ScriptedChat(), hold=hold) as srv:
-        first = night()
-        assert first["rows_pending"] == 6 and first["rows_generated"] == 0
-        hold.set()
-        _wait_status(srv, srv.created()[0], "completed")
-        second = night()
-    assert second["rows_generated"] == 6 and second["rows_pending"] == 0
-    assert second["rows_skipped"] == 0 and len(srv.created()) == 1 and len(srv.executed) == 6
-    assert len(stored(Store.open(store, read_only=True))) == 6
 
 
 @pytest.mark.slow

@@ -131,6 +131,39 @@ def test_nightly_pins_a_stored_vocabulary(harness, catalogue, tmp_path) -> None:
         nightly(params(catalogue, store, vocabularies={"mood": "moods"}))
 
 
+def test_batch_mode_submits_one_night_and_the_next_night_collects(harness, tmp_path) -> None:
+    """``--batch``'s settings: the first night submits and returns (every row pending), the
+    batch finishes, the second night collects it without submitting again."""
+    import threading
+
+    from enrich.config import EnrichSettings
+    from enrich.store import Store
+    from enrich.testing import ScriptedChat
+    from flows.nightly import NightlyParams, nightly
+    from flows.sources import Source
+    from tests.batch_server import BatchServer
+    from tests.test_batches import catalogue, stored
+
+    source, store = tmp_path / "items.parquet", tmp_path / "f.duckdb"
+    catalogue(6).write_parquet(source)
+    hold = threading.Event()
+    with BatchServer(ScriptedChat(), hold=hold) as srv:
+        run = NightlyParams(
+            items=Source(kind="file", path=str(source)),
+            store=str(store),
+            llm=f"{srv.url}#m",
+            settings=EnrichSettings(batch=True, batch_wait=False, batch_poll_s=0.05),
+        )
+        first = nightly(run)["items"]
+        assert first["rows_pending"] == 6 and first["rows_generated"] == 0
+        hold.set()
+        srv.wait_for_status(srv.created()[0], "completed")
+        second = nightly(run)["items"]
+    assert second["rows_generated"] == 6 and second["rows_pending"] == 0
+    assert second["rows_skipped"] == 0 and len(srv.created()) == 1 and len(srv.executed) == 6
+    assert len(stored(Store.open(store, read_only=True))) == 6
+
+
 def test_deployment_carries_the_cron_schedule(catalogue, tmp_path) -> None:
     from flows.serve import DEFAULT_CRON, build_deployment
 
@@ -202,26 +235,12 @@ def test_killed_run_resumes_exactly_once(catalogue, tmp_path) -> None:
     assert sorted(i for (i,) in ids) == sorted(pl.read_parquet(catalogue)["item_id"].cast(str))
 
 
-def test_real_server_and_dask_give_the_same_results(catalogue, tmp_path) -> None:
-    from tests.servers import llama_server, prefect_server
-
-    small = tmp_path / "items10.parquet"
-    pl.read_parquet(catalogue).head(10).write_parquet(small)
-    catalogue = small
-    with prefect_server(str(tmp_path / "server-home")) as api, llama_server() as llm:
-        env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "p")}
-        for name, runner in (("single", "threads"), ("dask", "dask")):
-            _run_on_runner(
-                catalogue, tmp_path / f"{name}.duckdb", f"{llm}#smollm2", runner, tmp_path, env
-            )
-    single, dask = profiles(tmp_path / "single.duckdb"), profiles(tmp_path / "dask.duckdb")
-    assert single.height >= 9 and single.equals(dask)
-
-
 def test_dask_workers_share_one_rate_limit_and_one_budget_per_run(catalogue, tmp_path) -> None:
-    """2 Dask worker processes against the local llama.cpp server behind a counting proxy: the
-    request rate holds in every 1-second window, the run's tokens stay within its budget plus
-    the requests in flight, each run has its own budget, and the rest is done exactly once."""
+    """2 Dask worker processes against the local llama.cpp server behind a counting proxy, with a
+    real Prefect server: the request rate holds in every 1-second window, the run's tokens stay
+    within its budget plus the requests in flight, each run has its own budget, and the rest is
+    done exactly once — and the profiles the three Dask nights stored equal those one
+    single-process night (threads) stores for the first 10 items."""
     from tests.servers import FaultProxy, llama_server, max_in_window, prefect_server
 
     store = tmp_path / "f.duckdb"
@@ -245,6 +264,11 @@ def test_dask_workers_share_one_rate_limit_and_one_budget_per_run(catalogue, tmp
         first, sent1 = night(limits)
         second, sent2 = night(limits)
         rest, sent3 = night({"fix_attempts": 0})
+        single, half = tmp_path / "single.duckdb", tmp_path / "items10.parquet"
+        pl.read_parquet(catalogue).head(10).write_parquet(half)
+        _run_on_runner(
+            half, single, f"{llm}#smollm2", "threads", tmp_path, env, {"fix_attempts": 0}
+        )
 
     for sent in (sent1, sent2):
         assert max_in_window([t for t, _, _ in sent]) <= rpm // 60 + 1
@@ -269,6 +293,9 @@ def test_dask_workers_share_one_rate_limit_and_one_budget_per_run(catalogue, tmp
     asked = [_ids_in(sent, titles) for sent in (sent1, sent2, sent3)]
     assert not (asked[0] & asked[1] or asked[0] & asked[2] or asked[1] & asked[2])  # once
     assert stored | failing == set(titles)  # every item: a profile or a recorded failure
+    alone = profiles(single)  # the first 10 items, in one process
+    on_dask = profiles(store).filter(pl.col("item_id").is_in(alone["item_id"].to_list()))
+    assert alone.height >= 8 and alone.equals(on_dask)
 
 
 def _run_on_runner(
