@@ -280,10 +280,10 @@ def _batch(args: argparse.Namespace) -> None:
     store = Store.open(args.store, read_only=True)
     with pl.Config(tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40):
         print(
-            store.con.execute(
+            store.con.sql(
                 "SELECT batch_id, status, n_requests, n_answered, n_failed, model, created_at, "
                 "collected_at, error FROM llm_batches ORDER BY created_at DESC LIMIT ?",
-                [args.last],
+                params=[args.last],
             ).pl()
         )
     store.close()

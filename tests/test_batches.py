@@ -103,6 +103,18 @@ def test_partial_failures_are_recorded_and_only_they_are_sent_again() -> None:
         assert ledger(store) == provider_usage(srv)
 
 
+def test_enrich_batch_list_shows_the_manifest(tmp_path, capsys) -> None:
+    from enrich.cli import main
+
+    path = tmp_path / "f.duckdb"
+    with BatchServer(ScriptedChat()) as srv:
+        with Store.borrow(str(path)) as store:
+            run(srv, store, n=3)
+        assert main(["batch", "list", "--store", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert srv.created()[0] in shown and "completed" in shown
+
+
 def test_an_expired_batch_keeps_what_ran_and_the_next_run_asks_the_rest() -> None:
     with BatchServer(ScriptedChat(), expire_after=2, step=2) as srv:
         store = Store.open(None)
