@@ -13,6 +13,7 @@ from enrich.junk import JunkRules
 from enrich.plan import JobPlan, plan_items, plan_users
 from enrich.profiles import profile_items
 from enrich.prompts import PromptTemplate
+from enrich.reembed import ReembedReport, reembed
 from enrich.report import RunReport
 from enrich.schemas import ItemProfile, UserProfile
 from enrich.store import Store
@@ -28,6 +29,7 @@ __all__ = [
     "JobPlan",
     "JunkRules",
     "PromptTemplate",
+    "ReembedReport",
     "RunReport",
     "Store",
     "StoreError",
@@ -40,5 +42,6 @@ __all__ = [
     "plan_users",
     "profile_items",
     "profile_users",
+    "reembed",
     "render_user_prompts",
 ]

@@ -1,5 +1,5 @@
 """The ``enrich`` command line: ``demo``, ``items``, ``plan``, ``vocab``, ``evaluate``, ``runs``,
-``errors``, ``batch``, ``audit``, ``export``.
+``errors``, ``batch``, ``reembed``, ``audit``, ``export``.
 
 Example:
     $ enrich demo --limit 20
@@ -82,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8090)
     serve.add_argument(
         "--state", type=Path, help="folder keeping files and batches across restarts"
+    )
+    reembed = sub.add_parser(
+        "reembed",
+        help="vectors of the stored profile texts under another embedder (no LLM call)",
+    )
+    reembed.add_argument("--store", type=Path, required=True)
+    reembed.add_argument(
+        "--embedder", required=True, help="a sentence-transformers model path or shipped name"
     )
     blist = batch_sub.add_parser("list", help="the batches a store submitted, newest first")
     blist.add_argument("--store", type=Path, required=True)
@@ -194,6 +202,15 @@ def main(argv: list[str] | None = None) -> int:
             _vocab(args)
         elif args.command == "batch":
             _batch(args)
+        elif args.command == "reembed":
+            from enrich.reembed import reembed
+
+            done = reembed(str(args.store), args.embedder)
+            print(
+                f"{done.embedder}: {done.embedded} of {done.texts} missing profile texts embedded "
+                f"in {done.seconds:.1f}s; query it with item_features_with(embedder := "
+                f"'{done.embedder}')"
+            )
         elif args.command == "runs":
             _runs(args)
         elif args.command == "errors":

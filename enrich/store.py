@@ -111,6 +111,9 @@ class Store(ProfileRows, Caches, Ledger, BatchManifest):
                     self.con.execute(
                         "INSERT INTO enrich_schema_version VALUES (?, now())", [int(match.group(1))]
                     )
+        dim = self.embedding_dim()
+        if dim is not None:  # views follow the code: a store written by an older enrich gets
+            self.ensure_profile_tables(dim)  # today's views (CREATE OR REPLACE)
 
     def _check_version(self) -> int:
         current = self.schema_version()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -82,31 +83,74 @@ def test_rerun_is_free_and_a_change_costs_one_call(enriched, chat, embedder) -> 
     assert once.llm_calls == 1 and once.rows_generated == 1 and once.rows_skipped == 2
 
 
-def test_demo_command_prints_profiles_and_sql(tmp_path, ml100k) -> None:
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, ml100k) -> tuple[str, Path]:
+    """``enrich demo --limit 3`` (the embedded LLM and embedder): its output and its store."""
+    store = tmp_path_factory.mktemp("demo") / "demo.duckdb"
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "enrich.cli",
-            "demo",
-            "--limit",
-            "3",
-            "--data",
-            str(ml100k),
-            "--store",
-            str(tmp_path / "demo.duckdb"),
+            *(sys.executable, "-m", "enrich.cli", "demo", "--limit", "3"),
+            *("--data", str(ml100k), "--store", str(store)),
         ],
         capture_output=True,
         text=True,
         timeout=600,
         check=True,
     )
-    assert "3 generated, 0 failed" in result.stdout
-    assert "Toy Story (1995)" in result.stdout
-    assert "nearest profiles to item 1" in result.stdout
-    assert len([line for line in result.stdout.splitlines() if line.startswith("  0.")]) == 2
-    audience = next(line for line in result.stdout.splitlines() if line.startswith("  audience"))
+    return result.stdout, store
+
+
+def test_demo_command_prints_profiles_and_sql(demo) -> None:
+    stdout, _ = demo
+    assert "3 generated, 0 failed" in stdout
+    assert "Toy Story (1995)" in stdout
+    assert "nearest profiles to item 1" in stdout
+    assert len([line for line in stdout.splitlines() if line.startswith("  0.")]) == 2
+    audience = next(line for line in stdout.splitlines() if line.startswith("  audience"))
     assert any(label in audience for label in enrich.schemas.AUDIENCES), audience
+
+
+def test_reembed_a_demo_store_with_another_embedder_makes_no_llm_call(demo, tmp_path) -> None:
+    """``enrich reembed`` on the store the embedded model filled: 0 LLM calls; both embedders
+    queryable; the copy of the same model gives the same vectors."""
+    import shutil
+
+    from enrich.embedding import shipped_model_path
+
+    _, store = demo
+    other = tmp_path / "minilm-copy"
+    shutil.copytree(shipped_model_path(), other)
+
+    def counts() -> tuple:
+        with duckdb.connect(str(store), read_only=True) as con:
+            return con.execute(
+                "SELECT (SELECT count(*) FROM runs), (SELECT sum(llm_calls) FROM runs), "
+                "(SELECT count(*) FROM llm_cache)"
+            ).fetchall()[0]
+
+    before = counts()
+    for expected in ("3 of 3", "0 of 0"):  # then incremental: nothing left
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "enrich.cli", "reembed"),
+                *("--store", str(store), "--embedder", str(other)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+        assert expected in result.stdout, result.stdout
+    assert counts() == before
+    with duckdb.connect(str(store), read_only=True) as con:
+        dims = dict(con.execute("SELECT embedding_model, dims FROM embedders").fetchall())
+        pairs = con.execute(
+            "SELECT list_cosine_similarity(a.embedding, b.embedding) FROM "
+            "item_features_with(embedder := 'minilm-copy') AS a JOIN "
+            "item_features_with(embedder := 'all-MiniLM-L6-v2') AS b USING (item_id)"
+        ).fetchall()
+    assert dims == {"all-MiniLM-L6-v2": [384], "minilm-copy": [384]}
+    assert len(pairs) == 3 and all(c > 0.9999 for (c,) in pairs)
 
 
 def test_demo_without_movielens_uses_the_shipped_catalogue(tmp_path) -> None:
