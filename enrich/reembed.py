@@ -51,7 +51,6 @@ def reembed(
         dim = opened.embedding_dim()
         if dim is None:
             return ReembedReport(emb.name, 0, 0, 0.0)
-        opened.ensure_profile_tables(dim)  # the views follow this version of the code
         todo = opened.con.execute(
             read_sql("queries/texts_to_reembed.sql"), {"embedder": emb.name}
         ).fetchall()

@@ -145,16 +145,19 @@ def failures_on_record(params: NightlyParams, kind: str, ids: list[Any]) -> pa.T
 def enrich_chunk(
     chunk: pl.DataFrame, params: NightlyParams, labels: dict[str, list[str]], history: pa.Table
 ) -> StagedRun:
-    return stage_items(
-        chunk,
-        history=history,
-        id_col=params.id_col,
-        text_cols=params.text_cols,
-        llm=params.llm,
-        embedder=params.embedder,
-        settings=params.settings,
-        schema=item_schema(labels),
-    )
+    return stage_items(chunk, history=history, **item_kwargs(params, labels))
+
+
+def item_kwargs(params: NightlyParams, labels: dict[str, list[str]]) -> dict[str, Any]:
+    """The ``profile_items`` arguments of a night (chunked or batched)."""
+    return {
+        "id_col": params.id_col,
+        "text_cols": params.text_cols,
+        "llm": params.llm,
+        "embedder": params.embedder,
+        "settings": params.settings,
+        "schema": item_schema(labels),
+    }
 
 
 @task(cache_policy=NO_CACHE)
@@ -167,15 +170,7 @@ def enrich_batched(
     store = Store.open(params.store, lock_timeout_s=60)
     try:
         _, report = profile_items(
-            rows,
-            id_col=params.id_col,
-            text_cols=params.text_cols,
-            llm=params.llm,
-            embedder=params.embedder,
-            settings=params.settings,
-            schema=item_schema(labels),
-            store=store,
-            with_report=True,
+            rows, store=store, with_report=True, **item_kwargs(params, labels)
         )
     finally:
         store.close()
