@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from enrich import snapshots
 from enrich.batch_manifest import BatchManifest
 from enrich.caches import Caches
 from enrich.errors import StoreError
@@ -31,6 +33,7 @@ from enrich.profile_rows import ProfileRows
 from enrich.sqlfiles import read_sql, sql_files
 
 SCHEMA_VERSION = 7
+log = logging.getLogger(__name__)
 _MIGRATION = re.compile(r"^(\d{4})_.*\.sql$")
 
 
@@ -42,10 +45,12 @@ class Store(ProfileRows, Caches, Ledger, BatchManifest):
     ) -> None:
         self.con = con
         self.path = path
+        self.read_only = read_only
         if read_only:
             self._check_version()
         else:
             self._migrate()
+        self._written = self._file_state()
 
     @classmethod
     def open(
@@ -65,6 +70,7 @@ class Store(ProfileRows, Caches, Ledger, BatchManifest):
             return cls(target)
         path = ":memory:" if target is None else str(target)
         deadline = time.monotonic() + lock_timeout_s
+        waited = False
         while True:
             try:
                 con = duckdb.connect(path, read_only=read_only)
@@ -72,6 +78,9 @@ class Store(ProfileRows, Caches, Ledger, BatchManifest):
             except duckdb.Error as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
                     raise translate_error(exc, path) from None
+                if not waited:
+                    log.warning("store %s is held by another process; waiting", path)
+                    waited = True
                 time.sleep(0.25)
         return cls(con, path, read_only)
 
@@ -92,8 +101,38 @@ class Store(ProfileRows, Caches, Ledger, BatchManifest):
             if store is not target and not isinstance(target, duckdb.DuckDBPyConnection):
                 store.close()
 
+    @classmethod
+    def open_reader(cls, target: str | Path) -> Store:
+        """The newest committed state of the store file ``target``, read-only, without waiting
+        for a writer: its newest read snapshot (:mod:`enrich.snapshots`) when it publishes them,
+        else the file itself. Close and open again to see a newer snapshot.
+
+        >>> reader = Store.open_reader("features.duckdb")  # doctest: +SKIP
+        >>> reader.con.sql("SELECT count(*) FROM item_features").fetchall()  # doctest: +SKIP
+        """
+        if not snapshots.enabled(target):
+            return cls.open(target, read_only=True)
+        con, snapshot = snapshots.open_newest(target)
+        return cls(con, str(snapshot), read_only=True)
+
     def close(self) -> None:
+        """Close the connection; a store file that publishes snapshots and was written to since
+        it was opened publishes a new one first."""
+        if (
+            not self.read_only
+            and self.path not in (None, ":memory:")
+            and snapshots.enabled(self.path)
+            and self._file_state() != self._written
+        ):
+            snapshots.publish(self)
         self.con.close()
+
+    def _file_state(self) -> tuple[tuple[int, int], ...]:
+        """Size and modification time of the file and its write-ahead log: any committed write
+        changes one of them."""
+        if self.read_only or self.path in (None, ":memory:"):
+            return ()
+        return tuple(_stat(Path(f"{self.path}{end}")) for end in ("", ".wal"))
 
     # -- schema ---------------------------------------------------------------------------------
 
@@ -162,6 +201,14 @@ class Store(ProfileRows, Caches, Ledger, BatchManifest):
             self.con.execute("ROLLBACK")
             raise
         self.con.execute("COMMIT")
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
 
 
 def audit(store: Store) -> dict[str, pl.DataFrame]:

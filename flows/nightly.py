@@ -28,6 +28,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from pydantic import BaseModel, ConfigDict, Field
 
+from enrich import snapshots
 from enrich.config import EnrichSettings
 from enrich.profiles import pending_items, profile_items
 from enrich.report import RunReport
@@ -68,6 +69,12 @@ class NightlyParams(BaseModel):
     as_of: datetime | None = Field(None, description="profile users from data before this")
     item_text_cols: list[str] = Field(default_factory=lambda: ["title"])
     user_attr_cols: list[str] = Field(default_factory=list)
+    read_snapshots: bool = Field(
+        True,
+        description="publish a read snapshot of the store after each merge, so readers "
+        "(Store.open_reader, the CLI) query the newest committed features while the flow runs "
+        "and never block it",
+    )
     vocabularies: dict[str, str] = Field(
         default_factory=dict,
         description="item schema field -> stored vocabulary name (`enrich vocab`): the field "
@@ -94,6 +101,18 @@ class NightlyParams(BaseModel):
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def extract(source: Source) -> pl.DataFrame:
     return source.connector().read()
+
+
+@task(cache_policy=NO_CACHE)
+def start_snapshots(store_path: str) -> None:
+    """Turn read snapshots on for the store (one published now if none is); every merge then
+    publishes the next when it closes the store."""
+    if snapshots.newest(store_path) is None:
+        store = Store.open(store_path, lock_timeout_s=60)
+        try:
+            snapshots.publish(store)
+        finally:
+            store.close()
 
 
 @task(cache_policy=NO_CACHE)
@@ -249,6 +268,8 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
     started = time.perf_counter()
     logger = get_run_logger()
     params = one_quota(params, str(runtime.flow_run.id or "local"))
+    if params.read_snapshots:
+        start_snapshots(params.store)
     items = extract(params.items)
     labels = pin_vocabularies(params)
     todo = detect_changes(items, params, labels)

@@ -3,6 +3,7 @@ artifacts, the deployment's schedule, kill-and-resume, a real Prefect server, an
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -162,6 +163,52 @@ def test_batch_mode_submits_one_night_and_the_next_night_collects(harness, tmp_p
     assert second["rows_generated"] == 6 and second["rows_pending"] == 0
     assert second["rows_skipped"] == 0 and len(srv.created()) == 1 and len(srv.executed) == 6
     assert len(stored(Store.open(store, read_only=True))) == 6
+
+
+def test_a_reader_process_sees_whole_chunks_while_the_flow_runs(
+    harness, ml_items, tmp_path, caplog
+) -> None:
+    """Another process reads the features in a loop through ``Store.open_reader`` while a
+    nightly run merges 8 chunks: it never fails, sees only whole chunks, newer each time, and
+    the flow never waits for it (no store-lock wait is logged)."""
+    from enrich.config import EnrichSettings
+    from enrich.testing import ScriptedChat
+    from flows.nightly import NightlyParams, nightly
+    from flows.sources import Source
+    from tests.batch_server import BatchServer
+
+    source, store, stop = tmp_path / "items.parquet", tmp_path / "f.duckdb", tmp_path / "stop"
+    ml_items.head(61).write_parquet(source)  # 7 chunks of 8 and one of 5
+    with BatchServer(ScriptedChat()) as srv:
+        run = NightlyParams(
+            items=Source(kind="file", path=str(source)),
+            store=str(store),
+            llm=f"{srv.url}#m",
+            settings=EnrichSettings(chunk_size=8, structured_method="json_schema"),
+        )
+        reader = subprocess.Popen(
+            [sys.executable, "-m", "tests.read_during_flow", str(store), str(stop)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            report = nightly(run)["items"]
+            time.sleep(1.0)  # the reader opens the final snapshot too
+        finally:
+            stop.touch()
+            out, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0, err[-3000:]
+    assert report["rows_generated"] == 61 and report["chunks"] == 8, report
+    seen = json.loads(out)
+    sizes = [len(s["ids"]) for s in seen]
+    assert all(n % 8 in (0, 5) for n in sizes), sizes  # sums of whole chunks only
+    assert sizes[-1] == 61 and len(set(sizes)) >= 3, sizes  # read while the chunks came in
+    for before, after in itertools.pairwise(seen):  # each read as new as the one before, or newer
+        assert set(before["ids"]) <= set(after["ids"]) and before["file"] <= after["file"]
+    assert all("f.duckdb.snapshots" in s["file"] for s in seen)  # never the writer's file
+    assert "held by another process" not in caplog.text
 
 
 def test_deployment_carries_the_cron_schedule(catalogue, tmp_path) -> None:
