@@ -36,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--all", action="store_true", help="profile every item")
     demo.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
 
-    items = sub.add_parser("items", help="profile the items of a CSV or Parquet file")
-    items.add_argument("source", type=Path, help="a .csv or .parquet file")
+    items = sub.add_parser("items", help="profile the items of a file, DuckDB or PostgreSQL table")
+    items.add_argument("source", help=SOURCE_HELP)
     items.add_argument("--id-col", default="item_id")
     items.add_argument("--text-cols", nargs="+", help="columns to describe (default: all text)")
     items.add_argument("--store", type=Path, required=True, help="DuckDB file to upsert into")
@@ -49,17 +49,28 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FIELD[=NAME]",
         help="choose FIELD from the vocabulary NAME stored by `enrich vocab` (default NAME: FIELD)",
     )
-    mode = items.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--batch",
-        action="store_true",
-        help="send the requests through the provider's Batches API (half price) and wait",
+    _batch_options(items)
+
+    users = sub.add_parser(
+        "users",
+        help="profile the users of an interaction log (file, DuckDB or PostgreSQL table)",
     )
-    mode.add_argument(
-        "--batch-submit-only",
-        action="store_true",
-        help="batch mode, but submit and return: the next run collects (rows recorded pending)",
+    users.add_argument("interactions", help=SOURCE_HELP)
+    users.add_argument("--items", required=True, help="the item catalogue: " + SOURCE_HELP)
+    users.add_argument("--store", type=Path, required=True, help="DuckDB file to upsert into")
+    users.add_argument("--user-col", default="user_id")
+    users.add_argument("--item-col", default="item_id")
+    users.add_argument("--time-col", default="timestamp")
+    users.add_argument("--rating-col", default="rating", help="'' for implicit feedback")
+    users.add_argument("--as-of", help="profile from interactions before this (ISO time)")
+    users.add_argument("--item-text-cols", nargs="+", default=["title"])
+    users.add_argument(
+        "--use-item-profiles", action="store_true", help="show the items' stored profiles too"
     )
+    users.add_argument("--users", dest="people", help="user attributes: " + SOURCE_HELP)
+    users.add_argument("--user-attr-cols", nargs="*", default=[])
+    users.add_argument("--llm", help="model spec or base URL (default: embedded SmolLM2)")
+    _batch_options(users)
 
     batch = sub.add_parser("batch", help="OpenAI batch files: run one here, or list a store's")
     batch_sub = batch.add_subparsers(dest="batch_command", required=True)
@@ -114,6 +125,23 @@ def _parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="run the store's audits; exit 1 if any finds bad rows")
     audit.add_argument("--store", type=Path, required=True)
+
+    near = sub.add_parser(
+        "neighbours",
+        help="items most like an item, or nearest a user's profile (the index beside the store, "
+        "brought up to date first)",
+    )
+    near.add_argument("--store", type=Path, required=True)
+    near.add_argument("--item", nargs="*", default=[], help="item ids: their similar items")
+    near.add_argument("--user", nargs="*", default=[], help="user ids: items for their profile")
+    near.add_argument("--k", type=int, default=10)
+
+    snap = sub.add_parser(
+        "snapshot",
+        help="publish a read snapshot of a store; from then on every write publishes one, and "
+        "readers (enrich runs/errors/export/neighbours, Store.open_reader) use the newest",
+    )
+    snap.add_argument("--store", type=Path, required=True)
 
     export = sub.add_parser("export", help="write the feature tables as Parquet")
     export.add_argument("--store", type=Path, required=True)
@@ -189,6 +217,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+SOURCE_HELP = "a .csv/.parquet path or glob, duckdb:FILE#table or postgresql://...#table"
+
+
+def _batch_options(parser: argparse.ArgumentParser) -> None:
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the requests through the provider's Batches API (half price) and wait",
+    )
+    mode.add_argument(
+        "--batch-submit-only",
+        action="store_true",
+        help="batch mode, but submit and return: the next run collects (rows recorded pending)",
+    )
+
+
+def _batch_settings(args: argparse.Namespace) -> Any:
+    from enrich.config import EnrichSettings
+
+    batched = args.batch or args.batch_submit_only
+    return EnrichSettings(
+        **({"batch": True, "batch_wait": not args.batch_submit_only} if batched else {})
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -198,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             run_demo(args.data, args.store, None if args.all else args.limit, args.llm)
         elif args.command == "items":
             _items(args)
+        elif args.command == "users":
+            _users(args)
         elif args.command == "vocab":
             _vocab(args)
         elif args.command == "batch":
@@ -221,10 +277,18 @@ def main(argv: list[str] | None = None) -> int:
             _evaluate(args)
         elif args.command == "audit":
             return _audit(args)
-        elif args.command == "export":
-            from enrich.store import Store, export_parquet
+        elif args.command == "neighbours":
+            _neighbours(args)
+        elif args.command == "snapshot":
+            from enrich import snapshots
+            from enrich.store import Store
 
-            store = Store.open(args.store, read_only=True)
+            with Store.borrow(_existing(args.store)) as store:
+                print(f"published {snapshots.publish(store)}")
+        elif args.command == "export":
+            from enrich.store import export_parquet
+
+            store = Store.open_reader(_existing(args.store))
             counts = export_parquet(store, args.to, partition_by=tuple(args.partition_by))
             store.close()
             print("\n".join(f"{t}: {n} rows -> {args.to / t}" for t, n in counts.items()))
@@ -237,17 +301,13 @@ def main(argv: list[str] | None = None) -> int:
 def _items(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from enrich.config import EnrichSettings
     from enrich.profiles import profile_items
     from enrich.schemas import ItemProfile
     from enrich.store import Store
     from enrich.vocab import Vocabulary, controlled
 
     frame = _read(args.source)
-    batched = args.batch or args.batch_submit_only
-    settings = EnrichSettings(
-        **({"batch": True, "batch_wait": not args.batch_submit_only} if batched else {})
-    )
+    settings = _batch_settings(args)
     with Store.borrow(str(args.store)) as store:
         chosen = dict(v.partition("=")[::2] for v in args.vocab)
         vocabularies = {f: Vocabulary.load(store, name or f) for f, name in chosen.items()}
@@ -266,6 +326,34 @@ def _items(args: argparse.Namespace) -> None:
                 progress=bar.update,
                 with_report=True,
             )
+    print(report.summary())
+
+
+def _users(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from enrich.user_profiles import profile_users
+
+    log = _read(args.interactions)
+    with tqdm(unit="user") as bar:
+        _, report = profile_users(
+            log,
+            _read(args.items),
+            user_col=args.user_col,
+            item_col=args.item_col,
+            time_col=args.time_col,
+            rating_col=args.rating_col or None,
+            as_of=args.as_of,
+            item_text_cols=tuple(args.item_text_cols),
+            use_item_profiles=args.use_item_profiles,
+            users=_read(args.people) if args.people else None,
+            user_attr_cols=tuple(args.user_attr_cols),
+            llm=args.llm,
+            store=str(args.store),
+            settings=_batch_settings(args),
+            progress=bar.update,
+            with_report=True,
+        )
     print(report.summary())
 
 
@@ -292,9 +380,7 @@ def _batch(args: argparse.Namespace) -> None:
             with contextlib.suppress(KeyboardInterrupt):
                 stop.wait()
         return
-    from enrich.store import Store
-
-    store = Store.open(args.store, read_only=True)
+    store = _reader(args.store)
     with pl.Config(tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40):
         print(
             store.con.sql(
@@ -330,10 +416,11 @@ def _vocab(args: argparse.Namespace) -> None:
         print(f"  {label}: {count} items")
 
 
-def _read(source: Path) -> pl.DataFrame:
-    if not source.exists():
-        raise EnrichError(f"{source} does not exist")
-    return pl.read_parquet(source) if source.suffix == ".parquet" else pl.read_csv(source)
+def _read(spec: str | Path) -> pl.DataFrame:
+    """The frame a source spec names (a file path or glob, a DuckDB or PostgreSQL table)."""
+    from connectors import source
+
+    return source(str(spec)).read()
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -398,9 +485,9 @@ def _eval_data(args: argparse.Namespace) -> Any:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from enrich.store import Store, audit
+    from enrich.store import audit
 
-    store = Store.open(args.store, read_only=True)
+    store = _reader(args.store)
     failed = 0
     for name, rows in audit(store).items():
         print(f"{'FAIL' if rows.height else 'ok  '} {name}: {rows.height} row(s)")
@@ -451,11 +538,13 @@ def _plan(args: argparse.Namespace) -> None:
 
 def _errors(args: argparse.Namespace) -> None:
     from enrich.config import EnrichSettings
-    from enrich.store import Store
 
     s = EnrichSettings()  # the backoff of the failure memory (ENRICH_RETRY_FAILED_AFTER_H, ...)
-    with Store.borrow(_existing(args.store)) as store:
+    store = _reader(args.store)
+    try:
         rows = store.failing_rows(s.retry_failed_after_h * 3600, s.retry_failed_max_days * 86400)
+    finally:
+        store.close()
     if args.kind:
         rows = rows.filter(pl.col("kind") == args.kind)
     if rows.is_empty():
@@ -476,6 +565,37 @@ def _errors(args: argparse.Namespace) -> None:
         )
 
 
+def _neighbours(args: argparse.Namespace) -> None:
+    from enrich.neighbours import items_for_users, similar_items, update_index
+
+    store = _reader(args.store)
+    try:
+        done = update_index(store, beside=args.store)
+        print(
+            f"{done.size} items indexed ({done.added} added, {done.removed} removed"
+            f"{', rebuilt' if done.rebuilt else ''}) in {done.seconds:.2f}s"
+        )
+        found = [
+            similar_items(store, args.item, args.k, beside=args.store) if args.item else None,
+            items_for_users(store, args.user, args.k, beside=args.store) if args.user else None,
+        ]
+    finally:
+        store.close()
+    for frame in found:
+        if frame is not None:
+            print("query_id item_id score")
+            for query, item, score, _ in frame.iter_rows():
+                print(f"{query} {item} {score:.4f}")
+
+
+def _reader(path: Path) -> Any:
+    """The store file at ``path`` for reading: its newest read snapshot when it publishes them
+    (a running flow is never waited for), else the file itself, read-only."""
+    from enrich.store import Store
+
+    return Store.open_reader(_existing(path))
+
+
 def _existing(path: Path) -> str:
     if not path.exists():
         raise EnrichError(f"store {path} does not exist; pass the --store a run wrote")
@@ -483,22 +603,24 @@ def _existing(path: Path) -> str:
 
 
 def _runs(args: argparse.Namespace) -> None:
-    from enrich.store import Store
+    from enrich import snapshots
 
-    store = Store.open(args.store, read_only=True)
+    store = _reader(args.store)
+    # read from the file itself, no writer can hold it meanwhile: a 'running' row was killed
+    # (its counters cover its committed chunks); read from a snapshot, it may be running now
+    live = snapshots.enabled(args.store)
     with pl.Config(tbl_cols=-1, tbl_width_chars=200):
         print(
             pl.from_arrow(
                 store.con.execute(
-                    # this process holds the file, so no other process can be running: a
-                    # 'running' row was killed (its counters cover its committed chunks)
                     "SELECT run_id[:8] AS run, kind, started_at, "
-                    "CASE status WHEN 'running' THEN 'interrupted' ELSE status END AS status, "
+                    "CASE WHEN status = 'running' AND NOT ? THEN 'interrupted' ELSE status END "
+                    "AS status, "
                     "rows_in, rows_skipped, "
                     "cache_hits, rows_generated, rows_failed, llm_calls, tokens_in, tokens_out, "
                     "round(cost, 4) AS cost, round(total_seconds, 1) AS seconds "
                     "FROM runs ORDER BY started_at DESC LIMIT ?",
-                    [args.last],
+                    [live, args.last],
                 ).to_arrow_table()
             )
         )

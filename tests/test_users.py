@@ -155,3 +155,32 @@ def test_real_model_profiles_validate_and_rerun_incrementally(ml, tmp_path, chat
     assert row["status"] in ("enriched", "failed") and user not in (
         redone.filter(pl.col("status") == "skipped")["user_id"].to_list()
     )
+
+
+def test_cli_profiles_users_from_a_file_log_and_a_duckdb_catalogue(ml, tmp_path, capsys) -> None:
+    """``enrich users``: the log from a Parquet file, the catalogue from a DuckDB table, through
+    a local OpenAI-compatible Batches server (``--batch``); every user ends in the store."""
+    import duckdb
+
+    from enrich.cli import main
+    from enrich.store import Store
+    from tests.batch_server import BatchServer
+
+    ratings, items, _ = ml
+    log = tmp_path / "log.parquet"
+    ratings.filter(pl.col("user_id").is_in([1, 2, 3])).write_parquet(log)
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.register("catalogue", items.select("item_id", "title").to_arrow())
+        con.execute("CREATE TABLE items AS SELECT * FROM catalogue")
+    store = tmp_path / "f.duckdb"
+    with BatchServer(ScriptedChat(script=lambda text, attempt: LIKES)) as srv:
+        args = [str(log), "--items", f"duckdb:{warehouse}#items", "--store", str(store)]
+        assert main(["users", *args, "--llm", f"{srv.url}#m", "--batch"]) == 0
+        assert main(["users", *args, "--llm", f"{srv.url}#m", "--as-of", "nonsense"]) == 2
+    out, err = capsys.readouterr()
+    assert "users: 3 in, 0 skipped, 0 from cache, 3 generated, 0 failed" in out
+    assert "nonsense" in err  # a bad --as-of is named
+    with Store.borrow(str(store)) as opened:
+        profiled = opened.con.execute("SELECT user_id FROM user_profiles ORDER BY 1").fetchall()
+    assert [u for (u,) in profiled] == ["1", "2", "3"] and len(srv.executed) == 3
