@@ -128,8 +128,10 @@ def test_every_sql_file_runs() -> None:
         "endpoint": "http://127.0.0.1:9/v1",
         "embedder": "other-embedder",
         **{"base_s": 3600.0, "max_s": 86400.0, "now": datetime(2026, 1, 1)},
+        "ids": ["a"],
     }
     store.con.register("wanted", pa.table({"request_key": ["k"]}))  # relations queries read
+    store.con.register("enrich_wanted", pa.table({"item_id": ["1", "0"], "pos": [0, 1]}))
     store.con.execute(
         "CREATE TEMP VIEW profiled AS SELECT 'items' AS kind, 'a' AS entity_id, "
         "now()::TIMESTAMP AS at"
@@ -138,7 +140,9 @@ def test_every_sql_file_runs() -> None:
         text = path.read_text()
         params = {k: v for k, v in values.items() if re.search(rf"\${k}\b", text)}
         answer = store.con.execute(text, params).fetchall()
-        if "$item_id" in text or any(n in path.name for n in ("plan_rates", "spend", "reembed")):
+        if "$item_id" in text or any(
+            n in path.name for n in ("plan_rates", "spend", "reembed", "index_")
+        ):
             assert answer, path.name  # these answer with rows even on a nearly empty store
 
 

@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from enrich.embedding import normalize
 from enrich.errors import EnrichError
+from enrich.neighbours import VectorIndex, graph_pays
 
 
 class ALSRecommender:
@@ -118,11 +119,15 @@ def nearest_items(
     k: int = 100,
     exclude: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Top ``k`` items by cosine similarity to each user's vector (``user_id, embedding``)."""
+    """Top ``k`` items by cosine similarity to each user's vector (``user_id, embedding``):
+    exact, or through an HNSW graph when that is faster for this many users and items
+    (:func:`enrich.neighbours.graph_pays`)."""
     users = user_vectors["user_id"].cast(pl.Utf8).to_list()
     items = item_vectors["item_id"].cast(pl.Utf8).to_list()
     u = normalize(np.asarray(user_vectors["embedding"].to_list(), dtype=np.float32))
     i = normalize(np.asarray(item_vectors["embedding"].to_list(), dtype=np.float32))
+    if graph_pays(len(users), len(items)):
+        return _nearest_by_graph(users, u, items, i, k, exclude)
     scores = u @ i.T
     _mask(scores, users, items, exclude)
     return top_k(scores, users, items, k)
@@ -171,6 +176,28 @@ def top_by_count(history: pl.DataFrame) -> pl.DataFrame:
     """``item_id, len``: items by number of interactions in ``history``, most first; ties broken
     by id, so the order (and every boundary drawn on it) is the same on every run."""
     return history.group_by("item_id").len().sort("len", "item_id", descending=[True, False])
+
+
+def _nearest_by_graph(
+    users: list[str],
+    u: np.ndarray,
+    items: list[str],
+    i: np.ndarray,
+    k: int,
+    exclude: pl.DataFrame | None,
+) -> pl.DataFrame:
+    seen: dict[str, list[str]] = {}
+    if exclude is not None and exclude.height:
+        pairs = exclude.select(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
+        seen = dict(pairs.group_by("user_id").agg("item_id").iter_rows())
+    found = VectorIndex(items, i, exact_below=0).search(
+        u, k, exclude=[set(seen.get(user, [])) for user in users]
+    )
+    return _ranked(
+        [user for user, (ids, _) in zip(users, found, strict=True) for _ in ids],
+        [item for ids, _ in found for item in ids],
+        [score for _, scores in found for score in scores],
+    )
 
 
 def _mask(
