@@ -145,7 +145,10 @@ def _parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write the feature tables as Parquet")
     export.add_argument("--store", type=Path, required=True)
-    export.add_argument("--to", type=Path, required=True, help="output folder")
+    export.add_argument("--to", type=Path, help="output folder for the Parquet tables")
+    export.add_argument(
+        "--feast", type=Path, help="write a Feast feature repository (Parquet + definitions) here"
+    )
     export.add_argument("--partition-by", nargs="*", default=[], help="e.g. model prompt_version")
 
     ev = sub.add_parser(
@@ -286,12 +289,26 @@ def main(argv: list[str] | None = None) -> int:
             with Store.borrow(_existing(args.store)) as store:
                 print(f"published {snapshots.publish(store)}")
         elif args.command == "export":
-            from enrich.store import export_parquet
+            from enrich.store import Store, export_parquet
 
+            if args.to is None and args.feast is None:
+                raise EnrichError("say where: --to FOLDER (Parquet) and/or --feast FOLDER")
             store = Store.open_reader(_existing(args.store))
-            counts = export_parquet(store, args.to, partition_by=tuple(args.partition_by))
-            store.close()
-            print("\n".join(f"{t}: {n} rows -> {args.to / t}" for t, n in counts.items()))
+            try:
+                if args.to is not None:
+                    counts = export_parquet(store, args.to, partition_by=tuple(args.partition_by))
+                    print("\n".join(f"{t}: {n} rows -> {args.to / t}" for t, n in counts.items()))
+                if args.feast is not None:
+                    from enrich.feast_repo import write_feast_repo
+
+                    counts = write_feast_repo(store, args.feast)
+                    print(
+                        f"Feast repository in {args.feast}: "
+                        + ", ".join(f"{t} {n} rows" for t, n in counts.items())
+                        + f"; next: cd {args.feast} && feast apply && feast materialize ..."
+                    )
+            finally:
+                store.close()
     except EnrichError as exc:
         print(f"enrich: error: {exc}", file=sys.stderr)
         return 2

@@ -115,6 +115,12 @@ class Store(ProfileRows, Caches, Ledger, BatchManifest):
         con, snapshot = snapshots.open_newest(target)
         return cls(con, str(snapshot), read_only=True)
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Close the connection; a store file that publishes snapshots and was written to since
         it was opened publishes a new one first."""

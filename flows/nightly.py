@@ -15,6 +15,7 @@ and a killed run resumes without repeating the LLM calls of merged chunks.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from enrich import snapshots
 from enrich.config import EnrichSettings
+from enrich.neighbours import update_index
 from enrich.profiles import pending_items, profile_items
 from enrich.report import RunReport
 from enrich.schemas import ItemProfile
@@ -74,6 +76,11 @@ class NightlyParams(BaseModel):
         description="publish a read snapshot of the store after each merge, so readers "
         "(Store.open_reader, the CLI) query the newest committed features while the flow runs "
         "and never block it",
+    )
+    neighbour_index: bool = Field(
+        True,
+        description="bring the item neighbour index beside the store up to date after the "
+        "merges (changed rows only; enrich.neighbours)",
     )
     vocabularies: dict[str, str] = Field(
         default_factory=dict,
@@ -254,6 +261,20 @@ def commit(staged: StagedRun, store_path: str) -> None:
 
 
 @task(cache_policy=NO_CACHE)
+def refresh_neighbours(store_path: str) -> dict[str, Any]:
+    """The item neighbour index beside the store, brought up to date (changed rows only)."""
+    store = Store.open(store_path, lock_timeout_s=60)
+    try:
+        if not store.scalar(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'item_profiles'"
+        ) or not store.scalar("SELECT count(*) FROM item_profiles"):
+            return {}
+        return dataclasses.asdict(update_index(store))
+    finally:
+        store.close()
+
+
+@task(cache_policy=NO_CACHE)
 def run_audits(store_path: str) -> dict[str, int]:
     store = Store.open(store_path, lock_timeout_s=60)
     try:
@@ -331,6 +352,8 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
                 logs, unmapped(items), folks, unmapped(params), unmapped(history)
             )
             report["users"] = _merge_all(futures, params, everyone, len(ids))
+    if params.neighbour_index:
+        report["neighbours"] = refresh_neighbours(params.store)
     report["audits"] = run_audits(params.store)
     report["seconds"] = round(time.perf_counter() - started, 2)
     report["finished_at"] = datetime.now().isoformat(timespec="seconds")

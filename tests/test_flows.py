@@ -73,8 +73,11 @@ def test_nightly_is_incremental_and_publishes_its_report(
     assert users["rows_in"] == 10 and users["rows_enriched"] + users["rows_failed"] == 10
     assert items["chunks"] == 3 and all(n == 0 for n in first["audits"].values())
     assert profiles(store).height == items["rows_enriched"]
+    index = first["neighbours"]  # the item neighbour index beside the store, built
+    assert index["rebuilt"] and index["size"] == items["rows_enriched"]
 
     second = nightly(params(catalogue, store, **kw))
+    assert second["neighbours"]["added"] == second["items"]["rows_enriched"]  # only new rows
     for kind, before in (("items", items), ("users", users)):
         again = second[kind]
         assert again["rows_skipped"] == before["rows_enriched"]  # stored rows: no LLM call
@@ -105,6 +108,9 @@ def test_nightly_is_incremental_and_publishes_its_report(
     )
     stored_users = users["rows_enriched"] + second["users"]["rows_enriched"]
     assert third["users"]["rows_skipped"] == stored_users  # histories show titles: unchanged
+    index = third["neighbours"]  # new versions in, replaced ones out, one entry per item
+    assert index["added"] == third["items"]["rows_enriched"] and index["removed"] <= redo
+    assert index["size"] == profiles(store).height and not index["rebuilt"]
 
 
 def test_nightly_pins_a_stored_vocabulary(harness, catalogue, tmp_path) -> None:
@@ -244,11 +250,19 @@ def _start_nightly(items: Path, store: Path, env: dict[str, str]) -> subprocess.
     )
 
 
-def _stored(store: Path) -> int:
+def _stored(store: Path, running: bool = False) -> int:
+    """Items stored: read from the newest snapshot while the flow runs (never blocking it),
+    from the file itself once no process writes."""
+    from enrich import snapshots
+
+    if running and snapshots.newest(store) is None:
+        return -1  # the flow has not published its first snapshot yet
     try:
-        with duckdb.connect(str(store), read_only=True) as con:
+        with duckdb.connect(
+            str(snapshots.newest(store) if running else store), read_only=True
+        ) as con:
             return con.execute("SELECT count(*) FROM item_profiles").fetchall()[0][0]
-    except duckdb.Error:  # not created yet, or the writer holds the file right now
+    except duckdb.Error:  # no profile table yet
         return -1
 
 
@@ -258,7 +272,7 @@ def test_killed_run_resumes_exactly_once(catalogue, tmp_path) -> None:
     proc = _start_nightly(catalogue, store, env)
     try:
         deadline = time.monotonic() + 600
-        while _stored(store) < 4 and time.monotonic() < deadline:
+        while _stored(store, running=True) < 4 and time.monotonic() < deadline:
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             time.sleep(0.5)
     finally:  # mid-run: some chunks merged, one in flight (and never leave it running)
