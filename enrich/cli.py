@@ -1,5 +1,6 @@
-"""The ``enrich`` command line: ``demo``, ``items``, ``plan``, ``vocab``, ``evaluate``, ``runs``,
-``errors``, ``batch``, ``reembed``, ``audit``, ``export``.
+"""The ``enrich`` command line: ``demo``, ``items``, ``users``, ``plan``, ``vocab``,
+``evaluate``, ``runs``, ``errors``, ``batch``, ``reembed``, ``neighbours``, ``snapshot``,
+``audit``, ``export``.
 
 Example:
     $ enrich demo --limit 20
@@ -7,6 +8,9 @@ Example:
     $ enrich vocab catalogue.parquet --name themes --k 30 --store features.duckdb
     $ enrich items catalogue.parquet --id-col item_id --vocab themes --store features.duckdb
     $ enrich items catalogue.parquet --store features.duckdb --llm openai:gpt-4o-mini --batch
+    $ enrich users ratings.parquet --items duckdb:shop.duckdb#items --store features.duckdb
+    $ enrich neighbours --store features.duckdb --item 1 50 --user 7 --k 20
+    $ enrich export --store features.duckdb --feast feature_repo
     $ enrich batch run requests.jsonl --output answers.jsonl
 """
 
