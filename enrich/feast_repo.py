@@ -69,43 +69,38 @@ user_profiles = FileSource(
 )
 
 
-def embedding() -> Field:
-    return Field(
-        name="embedding",
-        dtype=Array(Float32),
-        vector_index=True,
-        vector_search_metric="COSINE",
-        description="{embedder} embedding of profile_text ({dim}-d, unit length)",
-    )
+def profile_fields(*extra: Field) -> list[Field]:
+    """What both feature views serve: the profile, its provenance and its embedding."""
+    return [
+        Field(name="profile_text", dtype=String),
+        Field(name="attributes", dtype=String, description="the structured profile, as JSON"),
+        *extra,
+        Field(name="model", dtype=String),
+        Field(name="prompt_version", dtype=String),
+        Field(
+            name="embedding",
+            dtype=Array(Float32),
+            vector_index=True,
+            vector_search_metric="COSINE",
+            description="{embedder} embedding of profile_text ({dim}-d, unit length)",
+        ),
+    ]
 
 
 item_profile = FeatureView(
     name="item_profile",
     entities=[item],
     ttl=timedelta(0),
-    schema=[
-        Field(name="profile_text", dtype=String),
-        Field(name="attributes", dtype=String, description="the structured profile, as JSON"),
-        Field(name="model", dtype=String),
-        Field(name="prompt_version", dtype=String),
-        embedding(),
-    ],
+    schema=profile_fields(),
     source=item_profiles,
 )
-
 user_profile = FeatureView(
     name="user_profile",
     entities=[user],
     ttl=timedelta(0),
-    schema=[
-        Field(name="profile_text", dtype=String),
-        Field(name="attributes", dtype=String, description="the structured profile, as JSON"),
-        Field(name="n_interactions", dtype=Int64),
-        Field(name="is_cold", dtype=Bool),
-        Field(name="model", dtype=String),
-        Field(name="prompt_version", dtype=String),
-        embedding(),
-    ],
+    schema=profile_fields(
+        Field(name="n_interactions", dtype=Int64), Field(name="is_cold", dtype=Bool)
+    ),
     source=user_profiles,
 )
 '''
