@@ -7,7 +7,7 @@ extract, change detection, chunks, merges, snapshots — not a model). Three set
 empty store, in the order A B C C B A after a warm-up run:
 
 - A: ``read_snapshots=False``, no reader (the flow as it was before snapshots);
-- B: ``read_snapshots=True`` (a snapshot published after each merge), no reader;
+- B: ``read_snapshots=True``, ``snapshot_every_s=0`` (a snapshot after every merge), no reader;
 - C: as B, with another process reading the newest snapshot in a loop (``Store.open_reader``,
   one query of every stored item id, then a pause) for the whole run.
 
@@ -45,6 +45,7 @@ def run(url: str, source: Path, chunk: int, snapshots: bool, pause: float | None
         store=str(store),
         llm=f"{url}#m",
         read_snapshots=snapshots,
+        snapshot_every_s=0,  # the worst case: a snapshot after every merge
         settings=EnrichSettings(chunk_size=chunk, structured_method="json_schema"),
     )
     reader = None

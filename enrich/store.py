@@ -46,6 +46,9 @@ class Store(ProfileRows, Caches, Ledger, BatchManifest):
         self.con = con
         self.path = path
         self.read_only = read_only
+        self.publish_on_close = True
+        """Publish a read snapshot on close if this store publishes them and was written to
+        (a writer pacing its snapshots turns it off for some closes)."""
         if read_only:
             self._check_version()
         else:
@@ -125,7 +128,8 @@ class Store(ProfileRows, Caches, Ledger, BatchManifest):
         """Close the connection; a store file that publishes snapshots and was written to since
         it was opened publishes a new one first."""
         if (
-            not self.read_only
+            self.publish_on_close
+            and not self.read_only
             and self.path not in (None, ":memory:")
             and snapshots.enabled(self.path)
             and self._file_state() != self._written

@@ -73,6 +73,7 @@ def test_nightly_is_incremental_and_publishes_its_report(
     assert users["rows_in"] == 10 and users["rows_enriched"] + users["rows_failed"] == 10
     assert items["chunks"] == 3 and all(n == 0 for n in first["audits"].values())
     assert profiles(store).height == items["rows_enriched"]
+    assert _stored(store, running=True) == items["rows_enriched"]  # last merge published
     index = first["neighbours"]  # the item neighbour index beside the store, built
     assert index["rebuilt"] and index["size"] == items["rows_enriched"]
 
@@ -191,6 +192,7 @@ def test_a_reader_process_sees_whole_chunks_while_the_flow_runs(
             store=str(store),
             llm=f"{srv.url}#m",
             settings=EnrichSettings(chunk_size=8, structured_method="json_schema"),
+            snapshot_every_s=0,  # a snapshot after every merge
         )
         reader = subprocess.Popen(
             [sys.executable, "-m", "tests.read_during_flow", str(store), str(stop)],
