@@ -81,8 +81,7 @@ def prepare(
         pl.col(id_col).cast(pl.Utf8).alias(KEY),
         *[_as_text(frame.schema[c], c) for c in cols],
     )
-    hashes = [row_hash(dict(zip(cols, row, strict=True))) for row in texts.select(cols).iter_rows()]
-    return PreparedRows(texts.with_columns(pl.Series(HASH, hashes)), id_col, cols)
+    return PreparedRows(texts.with_columns(row_hashes(texts, cols)), id_col, cols)
 
 
 def row_hash(values: dict[str, str | None]) -> str:
@@ -91,6 +90,48 @@ def row_hash(values: dict[str, str | None]) -> str:
         {k: v for k, v in values.items() if v is not None}, sort_keys=True, ensure_ascii=False
     )
     return sha256_hex(canonical)
+
+
+_UPPER_HEX_ESCAPES = "[\x0b\x0e\x0f\x1a-\x1f]"
+"""Characters DuckDB's ``to_json`` escapes as ``\\u00XX`` in upper case where ``json.dumps``
+writes lower case: rows holding one are hashed by :func:`row_hash` itself."""
+
+
+def row_hashes(frame: pl.DataFrame, cols: Sequence[str]) -> pl.Series:
+    """:func:`row_hash` of every row of ``frame``'s text columns ``cols``, computed at once:
+    the same canonical JSON built by DuckDB (``to_json`` per value, keys sorted, ``concat_ws``
+    skipping nulls) and hashed by its ``sha256`` over Arrow — 1M rows in about a second.
+
+    >>> frame = pl.DataFrame({"title": ["Heat", None], "genres": ['say "hi"', "Crime"]})
+    >>> row_hashes(frame, ["title", "genres"]).to_list() == [
+    ...     row_hash({"title": "Heat", "genres": 'say "hi"'}), row_hash({"genres": "Crime"})]
+    True
+    """
+    import duckdb
+
+    ordered = sorted(cols)
+    data = frame.select([pl.col(c).cast(pl.Utf8).alias(f"c{i}") for i, c in enumerate(ordered)])
+    if not ordered or frame.is_empty():
+        return pl.Series(HASH, [row_hash({})] * frame.height, pl.Utf8)
+    parts = ", ".join(
+        f"CASE WHEN c{i} IS NULL THEN NULL ELSE ${i + 1} || to_json(c{i})::VARCHAR END"
+        for i in range(len(ordered))
+    )
+    keys = [json.dumps(c, ensure_ascii=False) + ": " for c in ordered]
+    with duckdb.connect() as con:  # insertion order is preserved: one hash per row, in order
+        con.register("enrich_rows", data.to_arrow())
+        query = f"SELECT sha256('{{' || concat_ws(', ', {parts}) || '}}') FROM enrich_rows"
+        hashes = pl.from_arrow(con.sql(query, params=keys).to_arrow_table()).to_series()
+    odd = data.select(
+        pl.any_horizontal(pl.col(data.columns).str.contains(_UPPER_HEX_ESCAPES))
+    ).to_series()
+    if odd.any():  # rare: control characters DuckDB escapes in upper-case hex
+        fixed = {
+            i: row_hash(dict(zip(ordered, row, strict=True)))
+            for i, row in zip(odd.arg_true(), data.filter(odd).iter_rows(), strict=True)
+        }
+        hashes = pl.Series([fixed.get(i, h) for i, h in enumerate(hashes)], dtype=pl.Utf8)
+    return hashes.alias(HASH)
 
 
 def _check_ids(frame: pl.DataFrame, id_col: str) -> None:

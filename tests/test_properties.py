@@ -12,7 +12,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from enrich.inputs import prepare, row_hash
+from enrich.inputs import prepare, row_hash, row_hashes
 from enrich.prompts import PromptTemplate, estimate_tokens
 from enrich.store import Store
 
@@ -46,6 +46,27 @@ def test_hash_ignores_column_order_and_frame_library(rows) -> None:
     assert prepare(frame.to_pandas(), "item_id", ["a", "b"]).frame["input_hash"].to_list() == ours
     arrow = prepare(frame.to_arrow(), "item_id", ["a", "b"]).frame["input_hash"].to_list()
     assert arrow == ours
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    names=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=4, unique=True),
+    data=st.data(),
+)
+def test_vectorized_hashes_equal_the_row_by_row_hash(names, data) -> None:
+    """The hash computed at once in DuckDB is the one ``row_hash`` gives each row — any text,
+    control characters, quotes, backslashes, escapes written out, nulls, any column names."""
+    tricky = st.text(st.sampled_from('\x0b\x1f\x00\n\t"\\u0/é\u2028😀aB '), max_size=12)
+    value = st.none() | text | tricky
+    rows = data.draw(
+        st.lists(st.lists(value, min_size=len(names), max_size=len(names)), max_size=6)
+    )
+    frame = pl.DataFrame(
+        {n: [r[i] for r in rows] for i, n in enumerate(names)},
+        schema={n: pl.Utf8 for n in names},
+    )
+    expected = [row_hash(dict(zip(names, r, strict=True))) for r in rows]
+    assert row_hashes(frame, names).to_list() == expected
 
 
 @fast
