@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import time
 from collections.abc import Iterator
@@ -89,11 +90,31 @@ def test_processes_sharing_a_backend_share_one_rate(shared: str) -> None:
     for p in procs:
         p.join(timeout=30)
     stamps = a + b
-    assert len(stamps) == 12
-    # alone, each process would send 2 a second (4 together); a stamp is taken just after the
-    # limiter admits, so one request of slack for that measuring jitter
-    assert max_in_window(stamps) <= 2 + 1
-    assert max(stamps) - min(stamps) >= 4.0
+    assert len(stamps) == 12 and max(stamps) - min(stamps) >= 4.0  # 12 at 2 a second
+    # alone, each process would send 2 a second (4 together). The admission times the shared
+    # bucket recorded (the clients' own stamps lag by however long a loaded machine takes to
+    # return from the limiter) hold 2 in every second
+    admitted = _admitted(shared, since=min(stamps) - 1)
+    assert len(admitted) == 12 and max_in_window(admitted) <= 2
+
+
+def _admitted(shared: str, since: float) -> list[float]:
+    """Admission times (epoch seconds) in the shared request bucket, from ``since`` on."""
+    if shared.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(shared) as con:
+            rows = con.execute(
+                "SELECT extract(epoch FROM item_timestamp)::float8 FROM ratelimit___enrich_requests"
+            ).fetchall()
+        found = [float(t) for (t,) in rows]
+    else:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(shared)) as con:
+            rows = con.execute("SELECT item_timestamp FROM enrich_requests").fetchall()
+        found = [t / 1000 for (t,) in rows]
+    return [t for t in found if t >= since]
 
 
 def test_backoff_honours_retry_after() -> None:
