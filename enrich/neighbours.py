@@ -299,15 +299,21 @@ def items_for_users(
     missing = sorted(set(ids) - set(found))
     if missing:
         raise StoreError(f"no user profile for {', '.join(missing[:10])}; profile them first")
-    seen = None
-    if exclude_seen is not None:
-        pairs = exclude_seen.select(
-            pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8)
-        )
-        grouped = dict(pairs.group_by("user_id").agg("item_id").iter_rows())
-        seen = [set(grouped.get(u, [])) for u in found]
+    seen = None if exclude_seen is None else seen_by(exclude_seen, found)
     index = load_index(_beside(store, beside))
     return _frame(found, index.search(_matrix(rows.column("embedding")), k, exclude=seen))
+
+
+def seen_by(pairs: pl.DataFrame, users: list[str]) -> list[set[str]]:
+    """For each of ``users``, the set of items ``pairs`` (``user_id, item_id``) gives it: the
+    ``exclude`` argument of :meth:`VectorIndex.search`.
+
+    >>> seen_by(pl.DataFrame({"user_id": [1, 1], "item_id": ["a", "b"]}), ["1", "2"])
+    [{'a', 'b'}, set()]
+    """
+    text = pairs.select(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
+    grouped = dict(text.group_by("user_id").agg("item_id").iter_rows())
+    return [set(grouped.get(u, [])) for u in users]
 
 
 def _frame(queries: list[str], found: list[tuple[list[str], list[float]]]) -> pl.DataFrame:

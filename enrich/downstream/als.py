@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from enrich.embedding import normalize
 from enrich.errors import EnrichError
-from enrich.neighbours import VectorIndex, graph_pays
+from enrich.neighbours import VectorIndex, graph_pays, seen_by
 
 
 class ALSRecommender:
@@ -186,13 +186,8 @@ def _nearest_by_graph(
     k: int,
     exclude: pl.DataFrame | None,
 ) -> pl.DataFrame:
-    seen: dict[str, list[str]] = {}
-    if exclude is not None and exclude.height:
-        pairs = exclude.select(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
-        seen = dict(pairs.group_by("user_id").agg("item_id").iter_rows())
-    found = VectorIndex(items, i, exact_below=0).search(
-        u, k, exclude=[set(seen.get(user, [])) for user in users]
-    )
+    seen = None if exclude is None else seen_by(exclude, users)
+    found = VectorIndex(items, i, exact_below=0).search(u, k, exclude=seen)
     return _ranked(
         [user for user, (ids, _) in zip(users, found, strict=True) for _ in ids],
         [item for ids, _ in found for item in ids],
