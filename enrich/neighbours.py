@@ -308,8 +308,9 @@ def seen_by(pairs: pl.DataFrame, users: list[str]) -> list[set[str]]:
     """For each of ``users``, the set of items ``pairs`` (``user_id, item_id``) gives it: the
     ``exclude`` argument of :meth:`VectorIndex.search`.
 
-    >>> seen_by(pl.DataFrame({"user_id": [1, 1], "item_id": ["a", "b"]}), ["1", "2"])
-    [{'a', 'b'}, set()]
+    >>> pairs = pl.DataFrame({"user_id": [1, 1], "item_id": ["a", "b"]})
+    >>> [sorted(items) for items in seen_by(pairs, ["1", "2"])]
+    [['a', 'b'], []]
     """
     text = pairs.select(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
     grouped = dict(text.group_by("user_id").agg("item_id").iter_rows())
