@@ -6,6 +6,7 @@ Example:
     >>> out = enrich.profile_items(items, store="features.duckdb")  # doctest: +SKIP
 """
 
+import enrich.cores  # noqa: F401  (first: sets OpenMP's wait policy before native code loads)
 from enrich.config import EnrichSettings
 from enrich.errors import EnrichError, InputError, StoreError, TransientError
 from enrich.history import HistoryOptions

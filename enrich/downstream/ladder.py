@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import polars as pl
 
+from enrich.cores import available_cores
 from enrich.downstream.als import ALSRecommender, history_vectors, top_by_count, with_rank
 from enrich.downstream.enrichment import Enriched
 from enrich.downstream.metrics import ranking_metrics
@@ -271,7 +272,7 @@ def _fit_predict(
         subsample_freq=1,
         colsample_bytree=settings.colsample_bytree,
         random_state=seed,
-        n_jobs=2,
+        n_jobs=available_cores(),
         verbose=-1,
     )
     model.fit(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -35,6 +34,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from pydantic import BaseModel
 
+from enrich.cores import available_cores
 from enrich.errors import EnrichError
 from enrich.llm.batched import BatchDecoder, grammar_for_schema
 
@@ -79,11 +79,12 @@ def _made_on_worker(fn: Any, *args: Any) -> Any:
 
 
 @lru_cache(maxsize=4)
-def _load(path: str, n_ctx: int, n_threads: int, seed: int) -> Any:
+def _load(path: str, n_ctx: int, n_threads: int | None, seed: int) -> Any:
     from llama_cpp import Llama
 
+    threads = n_threads or available_cores()
     llama = Llama(
-        model_path=path, n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False, n_batch=512
+        model_path=path, n_ctx=n_ctx, n_threads=threads, seed=seed, verbose=False, n_batch=512
     )
     atexit.register(llama.close)  # free it before the interpreter tears down llama.cpp's bindings
     return llama
@@ -91,13 +92,19 @@ def _load(path: str, n_ctx: int, n_threads: int, seed: int) -> Any:
 
 @lru_cache(maxsize=4)
 def _decoder(
-    path: str, n_ctx: int, n_threads: int, seed: int, n_seq: int, penalty: float, flash: bool
+    path: str,
+    n_ctx: int,
+    n_threads: int | None,
+    seed: int,
+    n_seq: int,
+    penalty: float,
+    flash: bool,
 ) -> BatchDecoder:
     decoder = BatchDecoder(
         _load(path, n_ctx, n_threads, seed),
         n_seq=n_seq,
         n_ctx_seq=n_ctx,
-        n_threads=n_threads,
+        n_threads=n_threads or available_cores(),
         repeat_penalty=penalty,
         flash_attn=flash,
         run_on=WORKER.submit,
@@ -153,8 +160,9 @@ class ChatEmbedded(BaseChatModel):
     """Name recorded as ``model`` in feature tables and cache keys."""
     n_ctx: int = 2048
     """Context length in tokens (prompt + answer)."""
-    n_threads: int = os.cpu_count() or 1
-    """CPU threads for decoding."""
+    n_threads: int | None = None
+    """CPU threads for decoding. Default: the cores this process may use (its affinity mask,
+    capped by its cgroup's CPU quota: :func:`enrich.cores.available_cores`)."""
     temperature: float = 0.0
     """0 decodes greedily, so the same prompt gives the same answer."""
     max_tokens: int = 200
