@@ -141,14 +141,14 @@ def _check_ids(frame: pl.DataFrame, id_col: str) -> None:
             f"id column {id_col!r} has dtype {ids.dtype}; ids must be integers or strings. "
             f"Cast it, e.g. pl.col({id_col!r}).cast(pl.Int64)"
         )
-    nulls = frame.with_row_index("_row").filter(pl.col(id_col).is_null())["_row"]
-    if len(nulls):
+    if ids.null_count():
+        nulls = frame.with_row_index("_row").filter(pl.col(id_col).is_null())["_row"]
         raise InputError(
             f"id column {id_col!r} has {len(nulls)} null value(s), at row(s) "
             f"{nulls.head(10).to_list()}; drop or fill those rows first"
         )
-    dupes = ids.filter(ids.is_duplicated()).unique(maintain_order=True)
-    if len(dupes):
+    if ids.n_unique() != ids.len():  # the common case answered without listing duplicates
+        dupes = ids.filter(ids.is_duplicated()).unique(maintain_order=True)
         raise InputError(
             f"id column {id_col!r} has {len(dupes)} duplicated id(s), e.g. "
             f"{dupes.head(5).to_list()}; each id must appear once. Deduplicate first, e.g. "

@@ -95,11 +95,11 @@ def run_job(
 def _enrich(run: Run, progress: Progress | None) -> list[pl.DataFrame]:
     engine, report = run.engine, run.report
     frame = run.job.frame.with_columns(pl.Series("_msg", range(run.job.frame.height), pl.Int64))
-    done = run.store.already_profiled(
+    needed = run.store.not_profiled(
         run.kind, frame.select(KEY, HASH), engine.model, engine.prompt_version
     )
-    report.rows_skipped = done.height
-    todo = frame.join(done.select(KEY), on=KEY, how="anti", maintain_order="left")
+    todo = frame.filter(pl.col(KEY).is_in(needed.implode()))
+    report.rows_skipped = frame.height - todo.height
     todo = _hold(run, todo.with_columns(_request_keys(run, todo)))
     if engine.batches is not None:  # one submission for the run, cut only at the file limits
         engine.batches.run_id = report.run_id

@@ -196,13 +196,12 @@ def _plan(
     store: Store,
     engine: LLMEngine,
 ) -> JobPlan:
-    done = store.already_profiled(
-        kind, job.frame.select(KEY, HASH), engine.model, engine.prompt_version
+    needed = set(
+        store.not_profiled(
+            kind, job.frame.select(KEY, HASH), engine.model, engine.prompt_version
+        ).to_list()
     )
-    stored = set(done[KEY].to_list())
-    todo = [
-        m for k, m in zip(job.frame[KEY].to_list(), job.messages, strict=True) if k not in stored
-    ]
+    todo = [m for k, m in zip(job.frame[KEY].to_list(), job.messages, strict=True) if k in needed]
     requests: dict[str, list[BaseMessage]] = {}
     row_keys: list[str] = []
     for messages in todo:
@@ -237,7 +236,7 @@ def _plan(
         model=engine.model,
         prompt_version=engine.prompt_version,
         rows=job.frame.height,
-        stored=len(stored),
+        stored=job.frame.height - len(needed),
         no_text=sum(m is None for m in todo),
         held=sum(k in held for k in row_keys),
         cached=sum(k in cached for k in row_keys),

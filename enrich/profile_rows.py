@@ -15,6 +15,8 @@ import polars as pl
 import pyarrow as pa
 
 from enrich.errors import EnrichError
+from enrich.inputs import KEY
+from enrich.sqlfiles import read_sql
 
 
 @dataclass(frozen=True)
@@ -67,20 +69,25 @@ class ProfileRows:
     def embedding_dim(self) -> int | None:
         raise NotImplementedError
 
-    def already_profiled(
+    def not_profiled(
         self, kind: str, keys: pl.DataFrame, model: str, prompt_version: str
-    ) -> pl.DataFrame:
-        """The subset of ``keys`` (``_key``, ``input_hash``) stored with this model and prompt."""
-        table, id_col = profile_kind(kind).table, profile_kind(kind).id_col
+    ) -> pl.Series:
+        """Change detection: the ``_key`` of every row of ``keys`` (``_key``, ``input_hash``) not
+        stored with this input hash, model and prompt version — the rows the LLM must see. An
+        anti-join in DuckDB (``sql/queries/not_profiled.sql``), so only the few new or changed
+        keys come back (1M rows with 1% changed: 10,000 keys, not 990,000 matches)."""
+        profile_kind(kind)
         if self.embedding_dim() is None or keys.is_empty():
-            return keys.clear()
-        probe = keys.select("_key", "input_hash").to_arrow()  # noqa: F841 (read by DuckDB)
-        return self.con.sql(
-            f"SELECT p._key, p.input_hash FROM probe AS p JOIN {table} AS t "
-            f"ON t.{id_col} = p._key AND t.input_hash = p.input_hash "
-            "WHERE t.model = ? AND t.prompt_version = ?",
-            params=[model, prompt_version],
-        ).pl()
+            return keys.get_column(KEY)
+        self.con.register("enrich_probe", keys.select(KEY, "input_hash").to_arrow())
+        try:
+            found = self.con.sql(
+                read_sql("queries/not_profiled.sql"),
+                params={"kind": kind, "model": model, "prompt_version": prompt_version},
+            ).to_arrow_table()
+        finally:
+            self.con.unregister("enrich_probe")
+        return pl.Series(KEY, found.column(KEY), pl.Utf8)
 
     def read_profiles(
         self,

@@ -225,11 +225,10 @@ def pending_items(
     frame = to_polars(data)
     rows = prepare(frame, id_col, text_cols, prompt.template_fields())
     with Store.borrow(store) as opened:
-        done = opened.already_profiled(
+        needed = opened.not_profiled(
             "items",
             rows.frame.select(KEY, "input_hash"),
             model_id(resolve_llm(llm)),
             prompt.version_id(schema),
         )
-    keep = ~rows.frame[KEY].is_in(done[KEY])
-    return frame.filter(keep)
+    return frame.filter(rows.frame[KEY].is_in(needed.implode()))

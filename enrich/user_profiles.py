@@ -201,13 +201,13 @@ def pending_users(
     opts = UserOptions(**options)
     job, prompt = user_job(interactions, items, opts, store)
     with Store.borrow(store) as opened:
-        done = opened.already_profiled(
+        needed = opened.not_profiled(
             "users",
             job.frame.select(KEY, "input_hash"),
             model_id(resolve_llm(llm)),
             prompt.version_id(opts.schema),
         )
-    return job.frame.filter(~pl.col(KEY).is_in(done[KEY]))[opts.user_col].to_list()
+    return job.frame.filter(pl.col(KEY).is_in(needed.implode()))[opts.user_col].to_list()
 
 
 def render_user_prompts(

@@ -5,6 +5,7 @@ from datetime import datetime
 
 import duckdb
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pytest
 
@@ -53,6 +54,19 @@ def test_upsert_is_idempotent_and_updates_changed_rows() -> None:
     store.upsert_profiles("items", rows(["a", "c"]))
     texts = store.con.execute("SELECT profile_text FROM item_profiles ORDER BY item_id").fetchall()
     assert texts == [("text a",), ("text c",)]
+
+
+def test_change_detection_returns_only_new_and_changed_keys() -> None:
+    store = Store.open(None)
+    probe = pl.DataFrame({"_key": ["0", "1", "2"], "input_hash": ["a", "changed", "c"]})
+    assert store.not_profiled("items", probe, "m", "p").to_list() == ["0", "1", "2"]  # no table
+    store.ensure_profile_tables(4)
+    store.upsert_profiles("items", rows(["a", "b"]))  # ids 0 and 1
+    assert sorted(store.not_profiled("items", probe, "m", "p").to_list()) == ["1", "2"]
+    assert sorted(store.not_profiled("items", probe, "m", "p2").to_list()) == ["0", "1", "2"]
+    assert sorted(store.not_profiled("items", probe, "m2", "p").to_list()) == ["0", "1", "2"]
+    assert sorted(store.not_profiled("users", probe, "m", "p").to_list()) == ["0", "1", "2"]
+    assert store.not_profiled("items", probe.clear(), "m", "p").to_list() == []
 
 
 def test_views_give_latest_per_item() -> None:
@@ -132,6 +146,7 @@ def test_every_sql_file_runs() -> None:
     }
     store.con.register("wanted", pa.table({"request_key": ["k"]}))  # relations queries read
     store.con.register("enrich_wanted", pa.table({"item_id": ["1", "0"], "pos": [0, 1]}))
+    store.con.register("enrich_probe", pa.table({"_key": ["0", "9"], "input_hash": ["x", "y"]}))
     store.con.execute(
         "CREATE TEMP VIEW profiled AS SELECT 'items' AS kind, 'a' AS entity_id, "
         "now()::TIMESTAMP AS at"
@@ -141,7 +156,7 @@ def test_every_sql_file_runs() -> None:
         params = {k: v for k, v in values.items() if re.search(rf"\${k}\b", text)}
         answer = store.con.execute(text, params).fetchall()
         if "$item_id" in text or any(
-            n in path.name for n in ("plan_rates", "spend", "reembed", "index_")
+            n in path.name for n in ("plan_rates", "spend", "reembed", "index_", "not_profiled")
         ):
             assert answer, path.name  # these answer with rows even on a nearly empty store
 
