@@ -81,12 +81,21 @@ class ProfileRows:
             return keys.get_column(KEY)
         self.con.register("enrich_probe", keys.select(KEY, "input_hash").to_arrow())
         try:
-            found = self.con.sql(
-                read_sql("queries/not_profiled.sql"),
-                params={"kind": kind, "model": model, "prompt_version": prompt_version},
-            ).to_arrow_table()
+            return self.not_profiled_probe(kind, model, prompt_version)
         finally:
             self.con.unregister("enrich_probe")
+
+    def not_profiled_probe(self, kind: str, model: str, prompt_version: str) -> pl.Series:
+        """:meth:`not_profiled` of the relation ``enrich_probe`` the caller made (a registered
+        frame, or a temporary table filled batch by batch: :mod:`enrich.changes`)."""
+        found = self.con.sql(
+            read_sql("queries/not_profiled.sql"),
+            params={
+                "kind": profile_kind(kind).name,
+                "model": model,
+                "prompt_version": prompt_version,
+            },
+        ).to_arrow_table()
         return pl.Series(KEY, found.column(KEY), pl.Utf8)
 
     def read_profiles(

@@ -1,6 +1,10 @@
 """The nightly enrichment flow: extract → detect new or changed rows → enrich in chunks (mapped
 tasks) → merge into the store (single writer) → audits → artifact and run report.
 
+Items are read and compared a batch at a time (``enrich.changes``): the extract task's result is
+the rows that changed, not the catalogue. (With users, the catalogue is read whole as well: their
+histories name their items.)
+
 In batch mode (``settings.batch``) the new or changed rows go to the provider's Batches API in
 one run on the store itself; with ``batch_wait=False`` the flow submits and returns, and the
 next night's run collects what finished (rows pending meanwhile are recorded as such).
@@ -30,9 +34,10 @@ from prefect.futures import as_completed
 from pydantic import BaseModel, ConfigDict, Field
 
 from enrich import snapshots
+from enrich.changes import Changes, changed_items
 from enrich.config import EnrichSettings
 from enrich.neighbours import update_index
-from enrich.profiles import pending_items, profile_items
+from enrich.profiles import profile_items
 from enrich.report import RunReport
 from enrich.schemas import ItemProfile
 from enrich.staging import StagedRun, failure_history, merge, stage_items, stage_users
@@ -149,18 +154,22 @@ def item_schema(labels: dict[str, list[str]]) -> type[BaseModel]:
     return controlled(ItemProfile, **labels) if labels else ItemProfile
 
 
-@task(cache_policy=NO_CACHE)
-def detect_changes(
-    frame: pl.DataFrame, params: NightlyParams, labels: dict[str, list[str]]
-) -> pl.DataFrame:
-    return pending_items(
-        frame,
-        params.store,
-        id_col=params.id_col,
-        text_cols=params.text_cols,
-        llm=params.llm,
-        schema=item_schema(labels),
-    )
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def extract_changes(params: NightlyParams, labels: dict[str, list[str]]) -> Changes:
+    """The new or changed items, read from the source a batch at a time (twice: hashes, then
+    the rows that changed), so the task's result is what changed, not the whole catalogue."""
+    store = Store.open(params.store, lock_timeout_s=60)
+    try:
+        return changed_items(
+            params.items.connector().iter_batches,
+            store,
+            id_col=params.id_col,
+            text_cols=params.text_cols,
+            llm=params.llm,
+            schema=item_schema(labels),
+        )
+    finally:
+        store.close()
 
 
 @task(cache_policy=NO_CACHE)
@@ -314,16 +323,16 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
     params = one_quota(params, str(runtime.flow_run.id or "local"))
     if params.read_snapshots:
         start_snapshots(params.store)
-    items = extract(params.items)
     labels = pin_vocabularies(params)
-    todo = detect_changes(items, params, labels)
-    logger.info("items: %d in, %d new or changed", items.height, todo.height)
+    changes = extract_changes(params, labels)
+    todo, items_in = changes.rows, changes.rows_in
+    logger.info("items: %d in, %d new or changed", items_in, todo.height)
     batch = params.settings.batch
     report: dict[str, Any] = {}
     if batch:
         report["items"] = _summary(
             [enrich_batched(todo, params, labels)] if todo.height else [],
-            items.height,
+            items_in,
             todo.height,
         )
     else:
@@ -338,8 +347,9 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
             if chunks
             else []
         )
-        report["items"] = _merge_all(futures, params, items.height, todo.height)
+        report["items"] = _merge_all(futures, params, items_in, todo.height)
     if params.interactions is not None:
+        items = extract(params.items)  # user histories name their items: the whole catalogue
         log = extract(params.interactions)
         people = extract(params.users) if params.users is not None else None
         ids = detect_user_changes(log, items, people, params)

@@ -1,0 +1,136 @@
+"""Change detection over a source read in batches, in bounded memory.
+
+:func:`enrich.profiles.pending_items` holds the whole source as one frame. At ten million rows
+that is gigabytes; :func:`changed_items` reads the source twice, a batch at a time:
+
+1. each batch is validated and hashed (:func:`enrich.inputs.prepare`) and only its ``(_key,
+   input_hash)`` pairs are appended to a temporary DuckDB table of the store;
+2. one anti-join against the stored profiles (``sql/queries/not_profiled.sql``), under a DuckDB
+   memory limit so that it spills to disk rather than grow, gives the new or changed keys —
+   and ids repeated across batches are found by the same table;
+3. the source is read again and only the rows of those keys are kept.
+
+Memory holds one batch, the changed rows and what DuckDB is allowed; the source must be readable
+twice (a connector's ``iter_batches``).
+
+Example:
+    >>> from connectors import FileSource
+    >>> changes = changed_items(FileSource("catalogue/*.parquet").iter_batches,
+    ...                         "features.duckdb")  # doctest: +SKIP
+    >>> changes.rows.height, changes.rows_in  # doctest: +SKIP
+    (10000, 1000000)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+from pydantic import BaseModel
+
+from enrich.errors import InputError
+from enrich.inputs import HASH, KEY, prepare, to_polars
+from enrich.llm import model_id, resolve_llm
+from enrich.prompts import PromptTemplate
+from enrich.schemas import ItemProfile
+from enrich.sqlfiles import read_sql
+from enrich.store import Store
+
+MEMORY_LIMIT = "256MB"
+"""DuckDB's memory for the anti-join; past it, DuckDB spills to its temporary directory."""
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The new or changed rows of a source, as the source gave them, and how many rows it had."""
+
+    rows: pl.DataFrame
+    rows_in: int
+
+
+def changed_items(
+    batches: Callable[[], Iterable[Any]],
+    store: str | Path | Store | None,
+    *,
+    id_col: str = "item_id",
+    text_cols: Sequence[str] | None = None,
+    template: str | None = None,
+    llm: Any = None,
+    schema: type[BaseModel] = ItemProfile,
+    prompt: PromptTemplate | None = None,
+    memory_limit: str = MEMORY_LIMIT,
+) -> Changes:
+    """The rows of the source that are new or changed (as :func:`enrich.profiles.pending_items`
+    gives them), reading ``batches()`` twice and holding one batch at a time."""
+    prompt = prompt or PromptTemplate.for_items(row_template=template)
+    model, version = model_id(resolve_llm(llm)), prompt.version_id(schema)
+    fields = prompt.template_fields()
+    with Store.borrow(store) as opened:
+        con = opened.con
+        ((limit,),) = con.execute("SELECT current_setting('memory_limit')").fetchall()
+        con.execute(f"SET memory_limit = '{_size(memory_limit)}'")
+        con.execute("CREATE OR REPLACE TEMP TABLE enrich_probe (_key VARCHAR, input_hash VARCHAR)")
+        try:
+            rows_in = 0
+            for batch in batches():
+                try:
+                    rows = prepare(batch, id_col, text_cols, fields).frame
+                except InputError as exc:
+                    raise InputError(
+                        f"{exc} (row numbers count from row {rows_in} of the source, where this "
+                        "batch starts)"
+                    ) from exc
+                con.register("enrich_batch", rows.select(KEY, HASH).to_arrow())
+                con.execute("INSERT INTO enrich_probe SELECT * FROM enrich_batch")
+                con.unregister("enrich_batch")
+                rows_in += rows.height
+            repeated = con.sql(read_sql("queries/repeated_keys.sql")).fetchall()
+            if repeated:
+                raise InputError(
+                    f"id column {id_col!r} has ids that appear in more than one batch of the "
+                    f"source, e.g. {[k for k, _ in repeated]}; each id must appear once. "
+                    "Deduplicate the source"
+                )
+            if opened.embedding_dim() is None:
+                keys = con.sql("SELECT _key FROM enrich_probe").pl()[KEY]
+            else:
+                keys = opened.not_profiled_probe("items", model, version)
+        finally:
+            con.execute("DROP TABLE IF EXISTS enrich_probe")
+            _restore_memory_limit(con, limit)
+    wanted = keys.implode()
+    kept = [
+        frame.filter(pl.col(id_col).cast(pl.Utf8).is_in(wanted))
+        for frame in (to_polars(b) for b in batches())
+    ]
+    kept = [k for k in kept if k.height]
+    if not kept:
+        return Changes(pl.DataFrame({id_col: []}), rows_in)
+    return Changes(pl.concat(kept, how="vertical_relaxed"), rows_in)
+
+
+def _restore_memory_limit(con: Any, before: str) -> None:
+    """Back to DuckDB's default if it was the default (exactly), else to the value shown before
+    (DuckDB shows it rounded to 0.1 GiB)."""
+    with duckdb.connect() as fresh:
+        ((default,),) = fresh.execute("SELECT current_setting('memory_limit')").fetchall()
+    if before == default:
+        con.execute("RESET memory_limit")
+    else:
+        con.execute(f"SET memory_limit = '{_size(before)}'")
+
+
+def _size(text: str) -> str:
+    """A DuckDB memory size (``512MB``, ``1.5 GiB``), checked before it is put in a SET.
+
+    >>> _size("1.5 GiB")
+    '1.5 GiB'
+    """
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", text):
+        raise InputError(f"memory_limit {text!r} is not a size such as '512MB' or '2GiB'")
+    return text
