@@ -41,6 +41,22 @@ def source(n: int, changed: bool) -> pl.DataFrame:
     return pl.select(item_id=pl.int_range(n), title=titles, genres=pl.lit("Drama|Comedy"))
 
 
+def stored_profiles(frame: pl.DataFrame, model: str, prompt_version: str) -> pl.DataFrame:
+    """Profile rows as the store holds them for ``frame``'s items (their hashes; 4-d vectors)."""
+    return prepare(frame, "item_id").frame.select(
+        item_id="_key",
+        model=pl.lit(model),
+        prompt_version=pl.lit(prompt_version),
+        input_hash="input_hash",
+        profile_text=pl.lit("t"),
+        attributes=pl.lit("{}"),
+        embedding=pl.lit([1.0, 0.0, 0.0, 0.0]).cast(pl.Array(pl.Float32, 4)),
+        embedding_model=pl.lit("e"),
+        run_id=pl.lit("r"),
+        created_at=pl.lit(datetime(2026, 1, 1)),
+    )
+
+
 def per_row(frame: pl.DataFrame, cols: list[str]) -> list[str]:
     return [row_hash(dict(zip(cols, r, strict=True))) for r in frame.select(cols).iter_rows()]
 
@@ -74,19 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         store = Store.open(Path(folder) / "f.duckdb")
         store.ensure_profile_tables(4)
-        stored = prepare(source(args.rows, changed=False), "item_id").frame
-        table = stored.select(
-            item_id="_key",
-            model=pl.lit("m"),
-            prompt_version=pl.lit("p"),
-            input_hash="input_hash",
-            profile_text=pl.lit("t"),
-            attributes=pl.lit("{}"),
-            embedding=pl.lit([1.0, 0.0, 0.0, 0.0]).cast(pl.Array(pl.Float32, 4)),
-            embedding_model=pl.lit("e"),
-            run_id=pl.lit("r"),
-            created_at=pl.lit(datetime(2026, 1, 1)),
-        )
+        table = stored_profiles(source(args.rows, changed=False), "m", "p")
         with store.transaction():
             store.upsert_profiles("items", table.to_arrow())
         t0 = time.perf_counter()

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -46,48 +45,27 @@ def child(mode: str, source: str, store: str, batch_size: int, memory_limit: str
 
 
 def build(n: int, folder: Path) -> tuple[str, str]:
-    import polars as pl
+    from change_detection import source, stored_profiles  # this folder's neighbour
 
-    from enrich.inputs import prepare
     from enrich.llm import model_id, resolve_llm
     from enrich.prompts import PromptTemplate
     from enrich.schemas import ItemProfile
     from enrich.store import Store
 
-    ids = pl.int_range(n)
-    titles = pl.format("title {}", ids)
-    base = pl.select(item_id=ids, title=titles, genres=pl.lit("Drama|Comedy"))
-    changed = base.with_columns(
-        pl.when(pl.col("item_id") % 100 == 0)
-        .then(pl.col("title") + " (remastered)")
-        .otherwise(pl.col("title"))
-        .alias("title")
-    )
-    source = folder / "items.parquet"
-    changed.write_parquet(source, row_group_size=100_000)
+    path = folder / "items.parquet"
+    source(n, changed=True).write_parquet(path, row_group_size=100_000)
     store_path = folder / "f.duckdb"
     store = Store.open(store_path)
     store.ensure_profile_tables(4)
     model = model_id(resolve_llm(None))
     version = PromptTemplate.for_items().version_id(ItemProfile)
+    base = source(n, changed=False)
     for start in range(0, n, 1_000_000):
-        part = prepare(base.slice(start, 1_000_000), "item_id").frame
-        table = part.select(
-            item_id="_key",
-            model=pl.lit(model),
-            prompt_version=pl.lit(version),
-            input_hash="input_hash",
-            profile_text=pl.lit("t"),
-            attributes=pl.lit("{}"),
-            embedding=pl.lit([1.0, 0.0, 0.0, 0.0]).cast(pl.Array(pl.Float32, 4)),
-            embedding_model=pl.lit("e"),
-            run_id=pl.lit("r"),
-            created_at=pl.lit(datetime(2026, 1, 1)),
-        )
         with store.transaction():
+            table = stored_profiles(base.slice(start, 1_000_000), model, version)
             store.upsert_profiles("items", table.to_arrow())
     store.close()
-    return str(source), str(store_path)
+    return str(path), str(store_path)
 
 
 def main() -> None:

@@ -57,18 +57,23 @@ def test_v1_quota_under_a_combined_mount_and_no_quota_is_none(tmp_path: Path) ->
     assert cgroup_cpu_quota(proc, fs) == 0.0
 
 
-def test_a_process_pinned_to_one_cpu_counts_one_core() -> None:
+def _on_one_cpu(code: str) -> list[str]:
+    """What ``code`` prints, run by a fresh interpreter pinned to one CPU."""
     if not hasattr(os, "sched_setaffinity"):
         pytest.skip("no CPU affinity on this platform")
     cpu = min(os.sched_getaffinity(0))
-    out = subprocess.run(
-        [sys.executable, "-c", REPORT],
+    return subprocess.run(
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         check=True,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
     ).stdout.split()
-    assert int(out[0]) == 1
+
+
+def test_a_process_pinned_to_one_cpu_counts_one_core() -> None:
+    assert int(_on_one_cpu(REPORT)[0]) == 1
 
 
 def test_a_real_cgroup_quota_below_the_cpus_caps_the_threads() -> None:
@@ -120,15 +125,4 @@ DECODER_THREADS = (
 @pytest.mark.slow
 def test_the_embedded_model_decodes_with_the_cores_available() -> None:
     """A process pinned to one CPU, whatever the machine has, decodes with one thread."""
-    if not hasattr(os, "sched_setaffinity"):
-        pytest.skip("no CPU affinity on this platform")
-    cpu = min(os.sched_getaffinity(0))
-    out = subprocess.run(
-        [sys.executable, "-c", DECODER_THREADS],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=os.environ | {"HF_HUB_OFFLINE": "1"},
-        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
-    ).stdout.split()
-    assert out[-1] == "1"
+    assert _on_one_cpu(DECODER_THREADS)[-1] == "1"
