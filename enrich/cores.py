@@ -13,7 +13,7 @@ the thread count), a thread spins while the one it waits for is descheduled. So:
 - :func:`passive_waits` makes OpenMP threads sleep instead of spin when they wait
   (``OMP_WAIT_POLICY=PASSIVE``), unless the environment already chose a policy. Measured by
   ``bench/shared_cores.py``: the same speed alone, and two processes sharing two cores each keep
-  about two thirds of their solo throughput instead of two fifths.
+  about three fifths of their solo throughput instead of a third.
 
     >>> 1 <= available_cores() <= (os.cpu_count() or 1)
     True
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -66,13 +67,13 @@ def cgroup_cpu_quota(proc_cgroup: str = "/proc/self/cgroup", root: Path = CGROUP
     return min(quotas, default=0.0)
 
 
-def _along(mount: Path, path: str, read: object) -> list[float]:
+def _along(mount: Path, path: str, read: Callable[[Path], float]) -> list[float]:
     """Quotas set in the cgroup at ``path`` and every parent up to ``mount`` (a container sees
     its own cgroup as the root, so the root is read too)."""
     found = []
     parts = [p for p in path.split("/") if p]
     for depth in range(len(parts), -1, -1):
-        quota = read(mount.joinpath(*parts[:depth]))  # type: ignore[operator]
+        quota = read(mount.joinpath(*parts[:depth]))
         if quota:
             found.append(quota)
     return found
