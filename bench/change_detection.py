@@ -57,6 +57,18 @@ def stored_profiles(frame: pl.DataFrame, model: str, prompt_version: str) -> pl.
     )
 
 
+def detect(
+    store: Store, frame: pl.DataFrame, model: str, prompt_version: str
+) -> tuple[float, float, pl.Series]:
+    """Change detection as a run does it, timed: seconds to ``prepare`` (validate and hash),
+    seconds in all (with the store's anti-join), and the keys to profile."""
+    t0 = time.perf_counter()
+    rows = prepare(frame, "item_id").frame
+    hashed = time.perf_counter() - t0
+    needed = store.not_profiled("items", rows.select("_key", "input_hash"), model, prompt_version)
+    return hashed, time.perf_counter() - t0, needed
+
+
 def per_row(frame: pl.DataFrame, cols: list[str]) -> list[str]:
     return [row_hash(dict(zip(cols, r, strict=True))) for r in frame.select(cols).iter_rows()]
 
@@ -93,11 +105,7 @@ def main() -> None:
         table = stored_profiles(source(args.rows, changed=False), "m", "p")
         with store.transaction():
             store.upsert_profiles("items", table.to_arrow())
-        t0 = time.perf_counter()
-        rows = prepare(frame, "item_id").frame
-        hashed = time.perf_counter() - t0
-        needed = store.not_profiled("items", rows.select("_key", "input_hash"), "m", "p")
-        total = time.perf_counter() - t0
+        hashed, total, needed = detect(store, frame, "m", "p")
         store.close()
     assert len(needed) == args.rows // 100
     mean = {k: sum(v) / len(v) for k, v in times.items() if v}

@@ -22,7 +22,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from enrich.inputs import prepare
 from enrich.store import Store
 
 DIM = 384
@@ -125,43 +124,14 @@ def write_read(n: int, folder: Path) -> dict[str, float]:
 
 
 def incremental(n: int, folder: Path) -> dict[str, float]:
-    source = pl.DataFrame(
-        {
-            "item_id": pl.int_range(n, eager=True),
-            "title": [f"title {i}" for i in range(n)],
-            "genres": "Drama|Comedy",
-        }
-    )
-    rows = prepare(source, "item_id").frame
+    from change_detection import detect, source, stored_profiles  # this folder's neighbour
+
     store = Store.open(folder / "incr.duckdb")
     store.ensure_profile_tables(4)
-    table = pl.DataFrame(
-        {
-            "item_id": rows["_key"],
-            "model": "m",
-            "prompt_version": "p",
-            "input_hash": rows["input_hash"],
-            "profile_text": "t",
-            "attributes": "{}",
-            "embedding": pl.Series([[1.0, 0, 0, 0]] * n).cast(pl.Array(pl.Float32, 4)),
-            "embedding_model": "e",
-            "run_id": "r",
-            "created_at": datetime(2026, 1, 1),
-        }
-    ).to_arrow()
+    table = stored_profiles(source(n, changed=False), "m", "p")
     with store.transaction():
-        store.upsert_profiles("items", table)
-    changed = source.with_columns(
-        pl.when(pl.col("item_id") % 100 == 0)
-        .then(pl.col("title") + " (remastered)")
-        .otherwise(pl.col("title"))
-        .alias("title")
-    )
-    t0 = time.perf_counter()
-    prepared = prepare(changed, "item_id").frame
-    hash_s = time.perf_counter() - t0
-    needed = store.not_profiled("items", prepared.select("_key", "input_hash"), "m", "p")
-    total_s = time.perf_counter() - t0
+        store.upsert_profiles("items", table.to_arrow())
+    hash_s, total_s, needed = detect(store, source(n, changed=True), "m", "p")
     store.close()
     todo = len(needed)
     assert todo == n // 100, todo
