@@ -19,7 +19,8 @@ runs with the same OpenMP wait policy, as it would in an enrich process):
 
     .venv/bin/python bench/shared_cores.py --window 20
 
-The quota scenarios need root and cgroup v1 or v2 CPU control (they are skipped otherwise).
+The quota scenarios need root and cgroup v1 CPU control (they are skipped otherwise).
+LightGBM's rate is stored under the same key as enrich's (``tokens_s``) but is rounds per second.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def run(policies: list[str], window: float, quota: float | None = None) -> list[
             text=True,
             env=child_env,
             cwd=ROOT,
-            preexec_fn=(lambda: _join_cgroup(quota)) if quota else None,
+            preexec_fn=_join_cgroup if quota else None,
         )
         procs.append(p)
     for p in procs:
@@ -153,7 +154,7 @@ def run(policies: list[str], window: float, quota: float | None = None) -> list[
     return results
 
 
-def _join_cgroup(quota: float) -> None:
+def _join_cgroup() -> None:
     (CGROUP / "cgroup.procs").write_text(str(os.getpid()))
 
 
