@@ -6,6 +6,13 @@ per token in a batch than one request at a time; the system turn every request s
 once and copied (``llama_memory_seq_cp``) into each sequence. Sequences join as slots free up
 (continuous batching), so a long answer does not hold the others back.
 
+Each sequence has a KV stream of its own, and llama.cpp splits a batch into one graph run per
+run of *consecutive* sequence ids in batch order (``split_equal(sequential=True)``). So the batch
+lists sequences by slot and new requests take the lowest free slot: a full batch is one graph run.
+(Unsorted, it fell apart into ever more runs as slots were reused: a full step went from 150 to
+285 ms within 64 requests. Moving the last sequences down into the gaps finished ones leave, a
+copy of the whole stream each, was tried and measured no faster.)
+
 Sampling is greedy with llama.cpp's repeat penalty, then the grammar: the greedy token is checked
 alone against the sequence's grammar and the whole vocabulary is filtered only when it is
 rejected (a few percent of tokens). The chosen token is therefore exactly the one the full
@@ -20,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import ctypes
+import heapq
 import json
 import math
 import threading
@@ -72,7 +80,14 @@ class DecodeStats:
     grammar_full_scans: int = 0
     """Fallbacks that had to filter the whole vocabulary."""
     decode_seconds: float = 0.0
+    """Inside ``llama_decode`` (the model itself)."""
     sample_seconds: float = 0.0
+    """Repeat penalty, greedy choice and grammar checks."""
+    step_seconds: float = 0.0
+    """Whole steps: decode + sample + the Python around them (batch filling, admission)."""
+    steps: int = 0
+    sequence_steps: int = 0
+    """Sequences running summed over steps (``/ steps``: the mean batch occupancy)."""
 
 
 @dataclass
@@ -258,7 +273,7 @@ class BatchDecoder:
 
     def _loop(self) -> None:
         active: list[_Sequence] = []
-        free = list(range(self.n_seq, 0, -1))
+        free = list(range(1, self.n_seq + 1))  # a heap: new requests take the lowest free slot
         try:
             while True:
                 with self._lock:
@@ -278,6 +293,7 @@ class BatchDecoder:
     def _step(self, active: list[_Sequence], free: list[int]) -> None:
         """One decode call: the running sequences' last tokens, then as many queued prompts as
         fit; then one sampled token for every sequence."""
+        started = time.perf_counter()
         n = self._continue(active)
         generating = n
         n = self._admit(active, free, n)
@@ -288,10 +304,15 @@ class BatchDecoder:
         for seq in list(active):
             self._advance(seq, active, free)
         self.stats.sample_seconds += time.perf_counter() - sampling
+        self.stats.steps += 1
+        self.stats.sequence_steps += generating
+        self.stats.step_seconds += time.perf_counter() - started
 
     def _continue(self, active: list[_Sequence]) -> int:
-        """Put each running sequence's last sampled token in the batch; return its size."""
+        """Put each running sequence's last sampled token in the batch, in slot order; return
+        its size."""
         n = 0
+        active.sort(key=lambda seq: seq.slot)
         for seq in active:
             n = self._add(self._batch, n, seq.generated[-1], seq.pos, seq.slot, True)
             seq.output_index, seq.pos = n - 1, seq.pos + 1
@@ -316,7 +337,7 @@ class BatchDecoder:
             if switch:  # the request stays queued until its prefix is in place
                 self._load_prefix(request.tokens[:shared])
                 continue
-            slot = free.pop()
+            slot = heapq.heappop(free)
             lc.llama_memory_seq_rm(self._mem, slot, -1, -1)
             if shared:
                 lc.llama_memory_seq_cp(self._mem, 0, slot, -1, -1)  # whole stream: the prefix
@@ -327,7 +348,7 @@ class BatchDecoder:
                     self._vocab, request.grammar.encode(), b"root"
                 )
                 if not grammar:
-                    free.append(slot)
+                    heapq.heappush(free, slot)
                     request.future.set_exception(EnrichError("llama.cpp rejected the grammar"))
                     continue
             seq = _Sequence(request, slot, grammar, pos=shared)
@@ -459,7 +480,7 @@ class BatchDecoder:
             seq.grammar = None
         if self._ctx:
             lc.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
-        free.append(seq.slot)
+        heapq.heappush(free, seq.slot)
         if error is not None:
             seq.request.future.set_exception(error)
             return
