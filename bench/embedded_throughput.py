@@ -11,14 +11,25 @@
   ceiling they imply for these prompts and answers.
 
     .venv/bin/python bench/embedded_throughput.py --items 64 --repeats 3
+
+With ``--pipeline N``, the whole product path instead: ``enrich.profile_items`` on N MovieLens
+items (chunks of 64, embedding, store, ledger) into a fresh store per run, the next chunk's
+requests started while the current one is stored (``overlap_chunks``, the default) against one
+chunk at a time, in the order on, off, off, on, ...; each run's items/s against the ceiling the
+phase rates give for the tokens that run decoded, and a breakdown of its batched steps (the
+model, sampling and grammar, Python around them; the mean batch occupancy):
+
+    .venv/bin/python bench/embedded_throughput.py --pipeline 192 --repeats 2
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,8 +37,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from pydantic import ValidationError
 
+import enrich
 from enrich.llm import ChatEmbedded
-from enrich.llm.batched import BatchDecoder, Completion, grammar_for_schema
+from enrich.llm.batched import BatchDecoder, Completion, DecodeStats, grammar_for_schema
 from enrich.llm.embedded import ROLES, WORKER, chat_tokens
 from enrich.movielens import find_data_dir, load_ml100k_items, load_sample_catalogue
 from enrich.prompts import PromptTemplate
@@ -63,14 +75,155 @@ def run_batched(
     return seconds, done, decoder
 
 
+def phase_rates(
+    llama: object,
+    prompts: list[tuple[list[int], int]],
+    grammar: str,
+    n_seq: int,
+    max_tokens: int,
+    flash: bool = False,
+) -> tuple[float, float]:
+    """Prompt tok/s (prompts alone: max_tokens=1, ``n_seq`` at once) and generation tok/s
+    (``n_seq`` copies of one prompt: its prefix is shared, so nearly all the time is
+    generation)."""
+    s, _, dec = run_batched(llama, prompts, grammar, n_seq, 1, flash)
+    prompt_rate = dec.stats.prompt_tokens / s
+    tokens, _ = prompts[0]
+    s, _, dec = run_batched(
+        llama, [(tokens, len(tokens) - 1)] * n_seq, grammar, n_seq, max_tokens, flash
+    )
+    return prompt_rate, dec.stats.completion_tokens / (s - dec.stats.prompt_tokens / prompt_rate)
+
+
+def delta(after: DecodeStats, before: DecodeStats) -> DecodeStats:
+    return DecodeStats(
+        **{
+            f.name: getattr(after, f.name) - getattr(before, f.name)
+            for f in dataclasses.fields(DecodeStats)
+        }
+    )
+
+
+def main_pipeline(args: argparse.Namespace) -> None:
+    """``profile_items`` end to end, chunks overlapped or one at a time (see the docstring)."""
+    data = find_data_dir("ml-100k")
+    items = (load_ml100k_items(data) if data else load_sample_catalogue()).select(
+        "item_id", "title", "genres"
+    )
+    chat = ChatEmbedded()
+    decoder = chat.decoder()
+    llama = chat.llama()
+    prompt, schema = PromptTemplate.for_items(), ItemProfile
+    work = items.head(args.pipeline)
+    tmp = Path(tempfile.mkdtemp(prefix="enrich-pipeline-"))
+
+    def profile(frame: object, overlap: bool, name: str) -> dict[str, object]:
+        before = dataclasses.replace(decoder.stats)
+        settings = enrich.EnrichSettings(overlap_chunks=overlap, retry_failed_after_h=0)
+        t0 = time.perf_counter()
+        out, report = enrich.profile_items(
+            frame, llm=chat, store=str(tmp / f"{name}.duckdb"), settings=settings, with_report=True
+        )
+        seconds = time.perf_counter() - t0
+        st = delta(decoder.stats, before)
+        return {
+            "overlap": overlap,
+            "seconds": seconds,
+            "items_s": out.height / seconds,
+            "stored": int(out["profile_text"].is_not_null().sum()),
+            "embed_seconds": report.embed_seconds,
+            "stats": dataclasses.asdict(st),
+        }
+
+    profile(items.slice(1000, 16), True, "warm-on")  # model, decoder, embedder, LangChain
+    profile(items.slice(1100, 16), False, "warm-off")
+    chats = [
+        [{"role": ROLES[m.type], "content": m.text} for m in prompt.render(v, schema)]
+        for v in work.select("title", "genres").to_dicts()
+    ]
+    grammar = grammar_for_schema(json.dumps(schema.model_json_schema()))
+    prompt_rate, gen_rate = phase_rates(
+        llama, [chat_tokens(llama, c) for c in chats[:32]], grammar, chat.n_parallel, 200
+    )
+    runs: list[dict[str, object]] = []
+    for repeat in range(args.repeats):
+        for overlap in (True, False) if repeat % 2 == 0 else (False, True):
+            run = profile(work, overlap, f"run{repeat}-{overlap}")
+            st = run["stats"]
+            ceiling_s = st["prompt_tokens"] / prompt_rate + st["completion_tokens"] / gen_rate  # type: ignore[index]
+            run["ceiling_items_s"] = work.height / ceiling_s
+            run["fraction"] = float(run["items_s"]) / run["ceiling_items_s"]  # type: ignore[arg-type]
+            runs.append(run)
+            print(
+                f"overlap={overlap!s:5} {run['items_s']:.3f} items/s, "
+                f"{100 * run['fraction']:.0f}% of {run['ceiling_items_s']:.3f}",
+                flush=True,
+            )
+    print(
+        f"\n{work.height} MovieLens items, profile_items, chunks of 64, {os.cpu_count()} cores; "
+        f"phase rates: prompts {prompt_rate:.0f} tok/s, generation {gen_rate:.0f} tok/s"
+    )
+    print(f"{'chunks':12} {'items/s':>8} {'ceiling':>8} {'reached':>8}  runs")
+    for overlap in (True, False):
+        mine = [r for r in runs if r["overlap"] is overlap]
+        rate = sum(float(r["items_s"]) for r in mine) / len(mine)  # type: ignore[arg-type]
+        frac = sum(float(r["fraction"]) for r in mine) / len(mine)  # type: ignore[arg-type]
+        ceil = sum(float(r["ceiling_items_s"]) for r in mine) / len(mine)  # type: ignore[arg-type]
+        each = ", ".join(f"{float(r['items_s']):.3f}" for r in mine)  # type: ignore[arg-type]
+        name = "overlapped" if overlap else "one by one"
+        print(f"{name:12} {rate:8.3f} {ceil:8.3f} {100 * frac:7.0f}%  {each}")
+    print("\none batched step, mean over the overlapped runs:")
+    mine = [r["stats"] for r in runs if r["overlap"]]
+    steps = sum(m["steps"] for m in mine)  # type: ignore[index]
+    parts = {
+        "model (llama_decode)": sum(m["decode_seconds"] for m in mine),  # type: ignore[index]
+        "sampling + grammar": sum(m["sample_seconds"] for m in mine),  # type: ignore[index]
+        "python around them": sum(
+            m["step_seconds"] - m["decode_seconds"] - m["sample_seconds"]  # type: ignore[index]
+            for m in mine
+        ),
+    }
+    for name, seconds in parts.items():
+        print(f"  {name:22} {1000 * seconds / steps:6.1f} ms")
+    occupancy = sum(m["sequence_steps"] for m in mine) / steps  # type: ignore[index]
+    fallbacks = sum(m["grammar_fallbacks"] for m in mine)  # type: ignore[index]
+    scans = sum(m["grammar_full_scans"] for m in mine)  # type: ignore[index]
+    tokens = sum(m["completion_tokens"] for m in mine)  # type: ignore[index]
+    print(
+        f"  {steps / len(mine):.0f} steps a run, {occupancy:.1f} sequences a step on average; "
+        f"greedy token refused by the grammar {100 * fallbacks / tokens:.1f}% of tokens, "
+        f"whole-vocabulary scans {100 * scans / tokens:.2f}%"
+    )
+    out = Path(__file__).with_name("results") / "embedded_pipeline.json"
+    out.write_text(
+        json.dumps(
+            {
+                "items": work.height,
+                "prompt_tok_s": prompt_rate,
+                "gen_tok_s": gen_rate,
+                "runs": runs,
+                "step_ms": {k: 1000 * v / steps for k, v in parts.items()},
+                "occupancy": occupancy,
+            },
+            indent=2,
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=64)
+    parser.add_argument(
+        "--pipeline", type=int, default=0, help="profile_items on this many items instead"
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--repeats", type=int, default=3, help="sweeps, alternating direction")
     parser.add_argument("--no-baseline", action="store_true", help="skip the one-at-a-time run")
     parser.add_argument("--flash", action="store_true", help="flash attention (N > 1 only)")
     args = parser.parse_args()
+    if args.pipeline:
+        main_pipeline(args)
+        return
 
     data = find_data_dir("ml-100k")
     items = (load_ml100k_items(data) if data else load_sample_catalogue()).head(args.items)
@@ -161,16 +314,8 @@ def main() -> None:
     first, second = ranked[0], ranked[1] if len(ranked) > 1 else ranked[0]
     separated = min(runs[first]) > max(runs[second])
 
-    # Phase rates: prompts alone (max_tokens=1, 16 at once), then generation alone (16 copies of
-    # one prompt: its prefix is shared, so nearly all the time is generation).
     top = max(args.sizes)
-    s, _, dec = run_batched(llama, prompts, grammar, top, 1, args.flash)
-    prompt_rate = dec.stats.prompt_tokens / s
-    tokens, _ = prompts[0]
-    s, _, dec = run_batched(
-        llama, [(tokens, len(tokens) - 1)] * top, grammar, top, chat.max_tokens, args.flash
-    )
-    gen_rate = dec.stats.completion_tokens / (s - dec.stats.prompt_tokens / prompt_rate)
+    prompt_rate, gen_rate = phase_rates(llama, prompts, grammar, top, chat.max_tokens, args.flash)
     best = next(r for r in rows if r["n_seq"] == first and "batched" in str(r["path"]))
     per_item = (
         float(best["prompt_tokens"]) / prompt_rate + float(best["completion_tokens"]) / gen_rate  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 from enrich.errors import EnrichError, redact
-from enrich.llm import ChatEmbedded, structured
+from enrich.llm import default_concurrency, structured
 from enrich.llm.batch_format import ENDPOINT, completion_line, error_line, to_messages
 
 
@@ -33,7 +33,7 @@ def execute(
     lines: list[dict[str, Any]], llm: BaseChatModel, max_concurrency: int | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(output lines, error lines)`` for the request ``lines`` of a batch file, in order."""
-    concurrency = max_concurrency or (llm.n_parallel if isinstance(llm, ChatEmbedded) else 4)
+    concurrency = max_concurrency or default_concurrency(llm)
     errors: dict[int, dict[str, Any]] = {}
     groups: dict[str, list[int]] = {}  # one structured runnable per distinct schema
     inputs: dict[int, Any] = {}

@@ -31,9 +31,14 @@ class EnrichSettings(BaseSettings):
 
     max_concurrency: int | None = Field(None, ge=1)
     """LLM requests in flight at once (a served model batches them, and so does the embedded one,
-    ``n_parallel`` at a time). None: the embedded model's ``n_parallel``, 4 for other models."""
+    ``n_parallel`` at a time). None: the embedded model's ``n_parallel`` and a quarter more (a
+    few waiting, so a finished sequence is replaced at once), 4 for other models."""
     chunk_size: int = Field(64, ge=1)
-    """Rows per chunk: each chunk is generated, embedded and committed before the next starts."""
+    """Rows per chunk: each chunk's rows, errors and spend are committed together."""
+    overlap_chunks: bool = True
+    """Start the next chunk's requests while the current one is embedded and committed, so the
+    model (the embedded decoder's batch, a server's queue) stays busy across chunk boundaries;
+    together never more than ``max_concurrency`` in flight. False: one chunk at a time."""
     max_retries: int = Field(3, ge=0)
     """Retries of a request that failed with a transient error (429, 5xx, timeout, connection)."""
     fix_attempts: int = Field(1, ge=0)

@@ -19,6 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ from enrich.batches import BatchRunner, Unanswered
 from enrich.config import EnrichSettings
 from enrich.errors import EnrichError, TransientError, redact
 from enrich.hashing import sha256_hex
-from enrich.llm import ChatEmbedded, decoding_params, model_id, structured
+from enrich.llm import decoding_params, default_concurrency, model_id, structured
 from enrich.llm.batch_format import LineResult, message_text
 from enrich.prices import Prices, prices_for, warn_unknown
 from enrich.prompts import estimate_tokens
@@ -74,6 +75,14 @@ class Answer:
 
 
 @dataclass
+class Pending:
+    """Answers being had (:meth:`LLMEngine.start`): the cached ones, and the rest coming."""
+
+    cached: dict[str, Answer]
+    fresh: Future[dict[str, Answer]]
+
+
+@dataclass
 class Usage:
     """Counters of one run, updated from LangChain callbacks (thread-safe)."""
 
@@ -85,7 +94,24 @@ class Usage:
     cost: float | None = 0.0
     """None: the model's price is unknown."""
     llm_seconds: float = 0.0
+    """Wall time during which at least one request was being answered (overlapping chunks
+    count once)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _busy: int = field(default=0, repr=False)
+    _since: float = field(default=0.0, repr=False)
+
+    def busy(self, starting: bool) -> None:
+        """Mark the start or the end of a burst of requests (bursts may overlap)."""
+        with self._lock:
+            now = time.perf_counter()
+            if starting:
+                if self._busy == 0:
+                    self._since = now
+                self._busy += 1
+            else:
+                self._busy -= 1
+                if self._busy == 0:
+                    self.llm_seconds += now - self._since
 
     def add(
         self,
@@ -208,9 +234,9 @@ class LLMEngine:
         self._structured = structured(llm, schema, method)
         self._transient = transient_errors()
         self._runnable = RunnableLambda(self._request, name="enrich-request")
-        self.concurrency = self.settings.max_concurrency or (
-            llm.n_parallel if isinstance(llm, ChatEmbedded) else 4  # fill the embedded batch
-        )
+        self.concurrency = self.settings.max_concurrency or default_concurrency(llm)
+        self._in_flight = threading.BoundedSemaphore(self.concurrency)  # across overlapping runs
+        self._generating: ThreadPoolExecutor | None = None
         self.batches = (
             BatchRunner(llm, schema, self.model, prompt_version, store, self.settings)
             if self.settings.batch and not planning
@@ -218,7 +244,11 @@ class LLMEngine:
         )
 
     def close(self) -> None:
-        """Release the quota's connections (a shared quota's SQLite file or PostgreSQL pool)."""
+        """Release the quota's connections (a shared quota's SQLite file or PostgreSQL pool)
+        and the thread that generates in the background."""
+        if self._generating is not None:  # idle unless the run failed with a chunk in flight
+            self._generating.shutdown(wait=False, cancel_futures=True)
+            self._generating = None
         self.quota.close()
 
     # -- keys and budget -------------------------------------------------------------------------
@@ -244,9 +274,33 @@ class LLMEngine:
 
         Successful answers are written to the cache before returning.
         """
+        return self.finish(self.start(requests))
+
+    def start(self, requests: Mapping[str, list[BaseMessage]]) -> Pending:
+        """Begin answering ``requests``: the cache is read now, the rest is generated in the
+        background (the LLM only: the store is touched again by :meth:`finish`, on the caller's
+        thread). Started runs overlap, together never more than ``concurrency`` requests in
+        flight, so the next chunk's requests fill the model's batch as the current one's end.
+
+        Example:
+            >>> pending = engine.start(next_chunk)  # doctest: +SKIP
+            >>> answers = engine.finish(pending)     # doctest: +SKIP
+        """
         answers = self.cached_answers(requests)
         todo = {k: m for k, m in requests.items() if k not in answers}
-        fresh = self._batched(todo) if self.batches is not None and todo else self._generate(todo)
+        fresh: Future[dict[str, Answer]]
+        if self.batches is not None and todo:  # the provider's batch: waited for here
+            fresh = Future()
+            fresh.set_result(self._batched(todo))
+        else:
+            if self._generating is None:
+                self._generating = ThreadPoolExecutor(2, thread_name_prefix="enrich-generate")
+            fresh = self._generating.submit(self._generate, todo)
+        return Pending(answers, fresh)
+
+    def finish(self, pending: Pending) -> dict[str, Answer]:
+        """Wait for a started run's answers; cache the good ones; return them all."""
+        fresh = pending.fresh.result()
         good = [(k, a) for k, a in fresh.items() if a.ok]
         self.store.cache_put(
             pa.Table.from_pylist(
@@ -264,7 +318,7 @@ class LLMEngine:
                 schema=CACHE_ROWS,
             )
         )
-        return answers | fresh
+        return pending.cached | fresh
 
     def cached_answers(self, requests: Mapping[str, list[BaseMessage]]) -> dict[str, Answer]:
         """The cached answers to ``requests`` that still pass validation and the junk rules (a
@@ -307,13 +361,15 @@ class LLMEngine:
     ) -> dict[str, Answer]:
         """One online request per key of ``pending``, concurrently."""
         keys = list(pending)
-        started = time.perf_counter()
-        results = self._runnable.batch(
-            [pending[k] for k in keys],
-            config={"max_concurrency": self.concurrency, "callbacks": [self._counter]},
-            return_exceptions=True,
-        )
-        self.usage.llm_seconds += time.perf_counter() - started
+        self.usage.busy(True)
+        try:
+            results = self._runnable.batch(
+                [pending[k] for k in keys],
+                config={"max_concurrency": self.concurrency, "callbacks": [self._counter]},
+                return_exceptions=True,
+            )
+        finally:
+            self.usage.busy(False)
         return {
             key: self._answer(result, todo[key]) for key, result in zip(keys, results, strict=True)
         }
@@ -417,7 +473,8 @@ class LLMEngine:
                 raise BudgetSpent("the run's token/cost budget was spent before this request")
             self._throttle(messages)
             try:
-                return self._structured.invoke(messages, config)
+                with self._in_flight:
+                    return self._structured.invoke(messages, config)
             except self._transient as exc:
                 if attempt == self.settings.max_retries:
                     raise

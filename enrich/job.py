@@ -18,7 +18,7 @@ from langchain_core.messages import BaseMessage
 
 from enrich.config import EnrichSettings
 from enrich.embedding import Embedder, embed_texts
-from enrich.engine import Answer, LLMEngine
+from enrich.engine import Answer, LLMEngine, Pending
 from enrich.errors import redact
 from enrich.inputs import HASH, KEY
 from enrich.profile_rows import profile_kind
@@ -55,6 +55,8 @@ class Run:
     report: RunReport
     seen: dict[str, Answer] = field(default_factory=dict)
     """Answers of this run by cache key, so a prompt repeated across chunks is sent once."""
+    asked: set[str] = field(default_factory=set)
+    """Cache keys of the chunk whose answers are still coming (not asked twice meanwhile)."""
     batched: dict[str, Answer] | None = None
     """Batch mode: every answer of the run, had from the provider's batches before the chunks
     are embedded and stored."""
@@ -108,6 +110,7 @@ def _enrich(run: Run, progress: Progress | None) -> list[pl.DataFrame]:
             {ck: messages[i] for ck, i in zip(todo["_ck"], todo["_msg"], strict=True) if ck}
         )
     fresh: list[pl.DataFrame] = []
+    waiting: tuple[pl.DataFrame, Pending | None] | None = None  # asked, not yet stored
     for start in range(0, todo.height, run.settings.chunk_size):
         chunk = todo.slice(start, run.settings.chunk_size)
         if run.batched is None and not engine.budget_left():  # a batch's answers are paid for
@@ -119,10 +122,37 @@ def _enrich(run: Run, progress: Progress | None) -> list[pl.DataFrame]:
                 "the run's token/cost budget was spent before this row; run again",
             )
             continue
-        fresh.append(_chunk(run, chunk))
+        asked = _ask(run, chunk)
+        if waiting is not None:  # stored while this chunk's answers are being generated
+            fresh.append(_chunk(run, *waiting))
+            if progress:
+                progress(waiting[0].height)
+        waiting = (chunk, asked)
+        if not run.settings.overlap_chunks:
+            fresh.append(_chunk(run, *waiting))
+            if progress:
+                progress(chunk.height)
+            waiting = None
+    if waiting is not None:
+        fresh.append(_chunk(run, *waiting))
         if progress:
-            progress(chunk.height)
+            progress(waiting[0].height)
     return fresh
+
+
+def _ask(run: Run, chunk: pl.DataFrame) -> Pending | None:
+    """Start generating the answers ``chunk`` needs that this run has not had or asked for
+    (None in batch mode: the answers are had already)."""
+    if run.batched is not None:
+        return None
+    messages = [run.job.messages[i] for i in chunk["_msg"].to_list()]
+    requests = {
+        ck: m
+        for ck, m in zip(chunk["_ck"].to_list(), messages, strict=True)
+        if ck and ck not in run.asked and (ck not in run.seen or run.seen[ck].stage == "budget")
+    }
+    run.asked = set(requests)
+    return run.engine.start(requests)
 
 
 def _request_keys(run: Run, todo: pl.DataFrame) -> pl.Series:
@@ -163,7 +193,9 @@ def _hold(run: Run, todo: pl.DataFrame) -> pl.DataFrame:
     return todo.filter(~pl.col(KEY).is_in([f[0] for f in failures]))
 
 
-def _chunk(run: Run, chunk: pl.DataFrame) -> pl.DataFrame:
+def _chunk(run: Run, chunk: pl.DataFrame, asked: Pending | None) -> pl.DataFrame:
+    """Wait for ``chunk``'s answers, embed the good ones and commit rows, errors and the
+    ledger's counters in one transaction."""
     job, engine, embedder, store, report, seen = (
         run.job,
         run.engine,
@@ -176,15 +208,17 @@ def _chunk(run: Run, chunk: pl.DataFrame) -> pl.DataFrame:
     messages = [job.messages[i] for i in chunk["_msg"].to_list()]
     empty = [k for k, m in zip(keys, messages, strict=True) if m is None]
     cache_keys: list[str | None] = chunk["_ck"].to_list()
-    requests = {ck: m for ck, m in zip(cache_keys, messages, strict=True) if ck and ck not in seen}
-    answers = engine.run(requests) if run.batched is None else {k: run.batched[k] for k in requests}
+    if asked is None:  # batch mode
+        answers = {ck: run.batched[ck] for ck in cache_keys if ck and ck not in seen}
+    else:
+        answers = engine.finish(asked)
     ok_keys, outputs, failures = [], [], []
     counted: set[str] = set()
     generated = hits = 0
     for key, ck in zip(keys, cache_keys, strict=True):
         if ck is None:
             continue
-        answer = seen.get(ck) or answers[ck]
+        answer = answers.get(ck) or seen[ck]  # seen: asked by an earlier chunk
         if not answer.ok:
             failures.append((key, answer.stage, answer.error or "failed", answer.raw, ck))
             continue
@@ -194,7 +228,7 @@ def _chunk(run: Run, chunk: pl.DataFrame) -> pl.DataFrame:
         hits += not fresh_call
         ok_keys.append(key)
         outputs.append(answer.output)
-    seen.update({k: a for k, a in answers.items() if a.stage != "budget"})  # asked again later
+    seen.update(answers)  # a budget failure is asked again by a later chunk (_ask)
     if any(f[1] == "budget" for f in failures):
         report.status = "budget_exceeded"
     elif any(f[1] == "pending" for f in failures):
@@ -285,7 +319,7 @@ def _record_failures(
 
 def account(report: RunReport, engine: LLMEngine) -> None:
     """Copy the engine's spend so far into the report (a killed run's ledger row then shows
-    what its committed chunks cost)."""
+    what it spent: its committed chunks and the requests answered for the next one)."""
     usage = engine.usage
     report.llm_calls, report.tokens_in, report.tokens_out = (
         usage.llm_calls,

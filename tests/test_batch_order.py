@@ -38,3 +38,31 @@ def test_running_sequences_enter_the_batch_in_slot_order() -> None:
         }
     finally:
         lc.llama_batch_free(decoder._batch)
+
+
+def test_a_new_prompt_goes_in_its_slot_place_and_keeps_its_order() -> None:
+    decoder = object.__new__(BatchDecoder)
+    decoder._batch = lc.llama_batch_init(16, 0, 1)
+    try:
+        running = [
+            _Sequence(_Request([1], 0, None, 10), slot=slot, grammar=None, pos=10 * slot)
+            for slot in (4, 1, 2)
+        ]
+        for seq in running:
+            seq.generated.append(100 + seq.slot)
+        n = decoder._continue(running)  # slots 1, 2, 4
+        new = _Sequence(_Request([7, 8, 9], 0, None, 10), slot=3, grammar=None, pos=0)
+        for i, token in enumerate(new.request.tokens):  # as _admit appends a prompt
+            n = decoder._add(decoder._batch, n, token, i, 3, i == 2)
+        active = [*running, new]
+
+        decoder._in_slot_order(active, n)
+
+        batch = decoder._batch
+        assert [batch.seq_id[i][0] for i in range(n)] == [1, 2, 3, 3, 3, 4]
+        assert [batch.token[i] for i in range(n)] == [101, 102, 7, 8, 9, 104]
+        assert [batch.pos[i] for i in range(n)] == [10, 20, 0, 1, 2, 40]
+        assert [bool(batch.logits[i]) for i in range(n)] == [True, True, False, False, True, True]
+        assert {s.slot: s.output_index for s in active} == {1: 0, 2: 1, 3: 4, 4: 5}
+    finally:
+        lc.llama_batch_free(decoder._batch)

@@ -31,6 +31,7 @@ __all__ = [
     "ChatEmbedded",
     "PlanOnlyChat",
     "decoding_params",
+    "default_concurrency",
     "model_id",
     "resolve_llm",
     "structured",
@@ -134,6 +135,18 @@ def model_id(llm: BaseChatModel) -> str:
         return f"openai-compatible:{name}"
     provider = getattr(llm, "_llm_type", type(llm).__name__).removesuffix("-chat")
     return f"{provider}:{name}"
+
+
+def default_concurrency(llm: BaseChatModel) -> int:
+    """Requests kept in flight when the settings do not say: for the embedded model its
+    ``n_parallel`` and a quarter more, waiting in the decoder's queue so that a finished
+    sequence's slot is filled at the next step (not after a thread hands back the answer and
+    prepares the next prompt); 4 for other models.
+
+    >>> default_concurrency(ChatEmbedded(n_parallel=16))
+    20
+    """
+    return llm.n_parallel + llm.n_parallel // 4 if isinstance(llm, ChatEmbedded) else 4
 
 
 def decoding_params(llm: BaseChatModel) -> dict[str, Any]:

@@ -299,6 +299,8 @@ class BatchDecoder:
         n = self._admit(active, free, n)
         if n == 0:
             return
+        if n > generating:  # prompts joined: the new sequences' tokens go in their slots' places
+            self._in_slot_order(active, n)
         self._decode(n, generating)
         sampling = time.perf_counter()
         for seq in list(active):
@@ -360,6 +362,26 @@ class BatchDecoder:
                 seq.pos += 1
             seq.output_index = n - 1
         return n
+
+    def _in_slot_order(self, active: list[_Sequence], n: int) -> None:
+        """Sort the batch's ``n`` tokens by sequence (stably: each prompt keeps its order), so
+        llama.cpp runs the generating tokens and the first token of each new prompt as one graph,
+        not split at every new prompt; point each sequence at its logits' new place."""
+        batch = self._batch
+        order = sorted(range(n), key=lambda i: batch.seq_id[i][0])
+        rows = [(batch.token[i], batch.pos[i], batch.seq_id[i][0], batch.logits[i]) for i in order]
+        where: dict[int, int] = {}
+        for i, (token, pos, slot, logits) in enumerate(rows):
+            batch.token[i], batch.pos[i], batch.seq_id[i][0], batch.logits[i] = (
+                token,
+                pos,
+                slot,
+                logits,
+            )
+            if logits:
+                where[slot] = i
+        for seq in active:
+            seq.output_index = where[seq.slot]
 
     def _decode(self, n: int, generating: int) -> None:
         """Run the model on the batch's ``n`` tokens (``generating`` of them continue answers)."""
