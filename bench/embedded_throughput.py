@@ -16,8 +16,9 @@ With ``--pipeline N``, the whole product path instead: ``enrich.profile_items`` 
 items (chunks of 64, embedding, store, ledger) into a fresh store per run, the next chunk's
 requests started while the current one is stored (``overlap_chunks``, the default) against one
 chunk at a time, in the order on, off, off, on, ...; each run's items/s against the ceiling the
-phase rates give for the tokens that run decoded, and a breakdown of its batched steps (the
-model, sampling and grammar, Python around them; the mean batch occupancy):
+phase rates measured just before it give for the tokens it decoded (this host's speed drifts by
+~20% within minutes), and a breakdown of its batched steps (the model, sampling and grammar,
+Python around them; the mean batch occupancy):
 
     .venv/bin/python bench/embedded_throughput.py --pipeline 192 --repeats 2
 """
@@ -142,15 +143,16 @@ def main_pipeline(args: argparse.Namespace) -> None:
         for v in work.select("title", "genres").to_dicts()
     ]
     grammar = grammar_for_schema(json.dumps(schema.model_json_schema()))
-    prompt_rate, gen_rate = phase_rates(
-        llama, [chat_tokens(llama, c) for c in chats[:32]], grammar, chat.n_parallel, 200
-    )
+    sample = [chat_tokens(llama, c) for c in chats[:32]]
     runs: list[dict[str, object]] = []
     for repeat in range(args.repeats):
         for overlap in (True, False) if repeat % 2 == 0 else (False, True):
+            # the machine's speed drifts by minutes: each run gets the rates measured just before
+            prompt_rate, gen_rate = phase_rates(llama, sample, grammar, chat.n_parallel, 200)
             run = profile(work, overlap, f"run{repeat}-{overlap}")
             st = run["stats"]
             ceiling_s = st["prompt_tokens"] / prompt_rate + st["completion_tokens"] / gen_rate  # type: ignore[index]
+            run["prompt_tok_s"], run["gen_tok_s"] = prompt_rate, gen_rate
             run["ceiling_items_s"] = work.height / ceiling_s
             run["fraction"] = float(run["items_s"]) / run["ceiling_items_s"]  # type: ignore[arg-type]
             runs.append(run)
@@ -161,7 +163,11 @@ def main_pipeline(args: argparse.Namespace) -> None:
             )
     print(
         f"\n{work.height} MovieLens items, profile_items, chunks of 64, {os.cpu_count()} cores; "
-        f"phase rates: prompts {prompt_rate:.0f} tok/s, generation {gen_rate:.0f} tok/s"
+        "phase rates before each run: prompts "
+        + ", ".join(f"{float(r['prompt_tok_s']):.0f}" for r in runs)  # type: ignore[arg-type]
+        + " tok/s; generation "
+        + ", ".join(f"{float(r['gen_tok_s']):.0f}" for r in runs)  # type: ignore[arg-type]
+        + " tok/s"
     )
     print(f"{'chunks':12} {'items/s':>8} {'ceiling':>8} {'reached':>8}  runs")
     for overlap in (True, False):
@@ -199,8 +205,6 @@ def main_pipeline(args: argparse.Namespace) -> None:
         json.dumps(
             {
                 "items": work.height,
-                "prompt_tok_s": prompt_rate,
-                "gen_tok_s": gen_rate,
                 "runs": runs,
                 "step_ms": {k: 1000 * v / steps for k, v in parts.items()},
                 "occupancy": occupancy,
