@@ -30,6 +30,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -200,6 +201,7 @@ def main_pipeline(args: argparse.Namespace) -> None:
         f"greedy token refused by the grammar {100 * fallbacks / tokens:.1f}% of tokens, "
         f"whole-vocabulary scans {100 * scans / tokens:.2f}%"
     )
+    shutil.rmtree(tmp)
     out = Path(__file__).with_name("results") / "embedded_pipeline.json"
     out.write_text(
         json.dumps(

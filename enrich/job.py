@@ -111,6 +111,12 @@ def _enrich(run: Run, progress: Progress | None) -> list[pl.DataFrame]:
         )
     fresh: list[pl.DataFrame] = []
     waiting: tuple[pl.DataFrame, Pending | None] | None = None  # asked, not yet stored
+
+    def store(chunk: pl.DataFrame, asked: Pending | None) -> None:
+        fresh.append(_chunk(run, chunk, asked))
+        if progress:
+            progress(chunk.height)
+
     for start in range(0, todo.height, run.settings.chunk_size):
         chunk = todo.slice(start, run.settings.chunk_size)
         if run.batched is None and not engine.budget_left():  # a batch's answers are paid for
@@ -124,19 +130,13 @@ def _enrich(run: Run, progress: Progress | None) -> list[pl.DataFrame]:
             continue
         asked = _ask(run, chunk)
         if waiting is not None:  # stored while this chunk's answers are being generated
-            fresh.append(_chunk(run, *waiting))
-            if progress:
-                progress(waiting[0].height)
+            store(*waiting)
         waiting = (chunk, asked)
         if not run.settings.overlap_chunks:
-            fresh.append(_chunk(run, *waiting))
-            if progress:
-                progress(chunk.height)
+            store(*waiting)
             waiting = None
     if waiting is not None:
-        fresh.append(_chunk(run, *waiting))
-        if progress:
-            progress(waiting[0].height)
+        store(*waiting)
     return fresh
 
 
