@@ -13,6 +13,8 @@ Example:
 from __future__ import annotations
 
 import json
+import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -107,8 +109,6 @@ def row_hashes(frame: pl.DataFrame, cols: Sequence[str]) -> pl.Series:
     ...     row_hash({"title": "Heat", "genres": 'say "hi"'}), row_hash({"genres": "Crime"})]
     True
     """
-    import duckdb
-
     ordered = sorted(cols)
     data = frame.select([pl.col(c).cast(pl.Utf8).alias(f"c{i}") for i, c in enumerate(ordered)])
     if not ordered or frame.is_empty():
@@ -118,10 +118,13 @@ def row_hashes(frame: pl.DataFrame, cols: Sequence[str]) -> pl.Series:
         for i in range(len(ordered))
     )
     keys = [json.dumps(c, ensure_ascii=False) + ": " for c in ordered]
-    with duckdb.connect() as con:  # insertion order is preserved: one hash per row, in order
-        con.register("enrich_rows", data.to_arrow())
+    con = _hashing_connection()  # insertion order is preserved: one hash per row, in order
+    con.register("enrich_rows", data.to_arrow())
+    try:
         query = f"SELECT sha256('{{' || concat_ws(', ', {parts}) || '}}') FROM enrich_rows"
         hashes = pl.from_arrow(con.sql(query, params=keys).to_arrow_table()).to_series()
+    finally:
+        con.unregister("enrich_rows")
     odd = data.select(
         pl.any_horizontal(pl.col(data.columns).str.contains(_UPPER_HEX_ESCAPES))
     ).to_series()
@@ -132,6 +135,19 @@ def row_hashes(frame: pl.DataFrame, cols: Sequence[str]) -> pl.Series:
         }
         hashes = pl.Series([fixed.get(i, h) for i, h in enumerate(hashes)], dtype=pl.Utf8)
     return hashes.alias(HASH)
+
+
+_local = threading.local()
+
+
+def _hashing_connection() -> Any:
+    """This thread's in-memory DuckDB connection for :func:`row_hashes` (opening one costs
+    ~30 ms, paid once per thread rather than once per batch; a forked child opens its own)."""
+    if getattr(_local, "pid", None) != os.getpid():
+        import duckdb
+
+        _local.con, _local.pid = duckdb.connect(), os.getpid()
+    return _local.con
 
 
 def _check_ids(frame: pl.DataFrame, id_col: str) -> None:

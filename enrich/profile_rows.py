@@ -81,15 +81,19 @@ class ProfileRows:
             return keys.get_column(KEY)
         self.con.register("enrich_probe", keys.select(KEY, "input_hash").to_arrow())
         try:
-            return self.not_profiled_probe(kind, model, prompt_version)
+            return self._keys_of("queries/not_profiled.sql", kind, model, prompt_version)
         finally:
             self.con.unregister("enrich_probe")
 
-    def not_profiled_probe(self, kind: str, model: str, prompt_version: str) -> pl.Series:
-        """:meth:`not_profiled` of the relation ``enrich_probe`` the caller made (a registered
-        frame, or a temporary table filled batch by batch: :mod:`enrich.changes`)."""
+    def not_profiled_digests(self, kind: str, model: str, prompt_version: str) -> pl.Series:
+        """:meth:`not_profiled` of the temporary table ``enrich_digests`` (``_key``, ``digest``)
+        that :mod:`enrich.changes` fills batch by batch: input hashes compared by a 64-bit digest
+        (``sql/queries/not_profiled_digests.sql``)."""
+        return self._keys_of("queries/not_profiled_digests.sql", kind, model, prompt_version)
+
+    def _keys_of(self, query: str, kind: str, model: str, prompt_version: str) -> pl.Series:
         found = self.con.sql(
-            read_sql("queries/not_profiled.sql"),
+            read_sql(query),
             params={
                 "kind": profile_kind(kind).name,
                 "model": model,

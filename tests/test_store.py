@@ -147,6 +147,8 @@ def test_every_sql_file_runs() -> None:
     store.con.register("wanted", pa.table({"request_key": ["k"]}))  # relations queries read
     store.con.register("enrich_wanted", pa.table({"item_id": ["1", "0"], "pos": [0, 1]}))
     store.con.register("enrich_probe", pa.table({"_key": ["0", "9"], "input_hash": ["x", "y"]}))
+    store.con.register("enrich_batch", pa.table({"_key": ["0"], "input_hash": ["x"]}))
+    store.con.execute("CREATE TEMP TABLE enrich_digests AS SELECT '9' AS _key, 1::UBIGINT digest")
     store.con.execute(
         "CREATE TEMP VIEW profiled AS SELECT 'items' AS kind, 'a' AS entity_id, "
         "now()::TIMESTAMP AS at"
