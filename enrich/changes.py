@@ -106,15 +106,26 @@ def changed_items(
         finally:
             con.execute("DROP TABLE IF EXISTS enrich_digests")
             _restore_memory_limit(con, limit)
-    wanted = keys.implode()
+    return Changes(rows_named(batches, id_col, keys), rows_in)
+
+
+def rows_named(batches: Callable[[], Iterable[Any]], id_col: str, ids: Any) -> pl.DataFrame:
+    """The rows of a source read in batches whose ``id_col`` is among ``ids`` (compared as
+    text), as the source gave them: one batch in memory at a time, plus the rows kept.
+
+    >>> batches = lambda: iter([pl.DataFrame({"item_id": [1, 2]}), pl.DataFrame({"item_id": [3]})])
+    >>> rows_named(batches, "item_id", ["3", "1"])["item_id"].to_list()
+    [1, 3]
+    """
+    wanted = pl.Series(ids).cast(pl.Utf8).implode()
     kept = [
         frame.filter(pl.col(id_col).cast(pl.Utf8).is_in(wanted))
         for frame in (to_polars(b) for b in batches())
     ]
     kept = [k for k in kept if k.height]
     if not kept:
-        return Changes(pl.DataFrame({id_col: []}), rows_in)
-    return Changes(pl.concat(kept, how="vertical_relaxed"), rows_in)
+        return pl.DataFrame({id_col: []})
+    return pl.concat(kept, how="vertical_relaxed")
 
 
 def _restore_memory_limit(con: Any, before: str) -> None:

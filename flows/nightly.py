@@ -2,8 +2,9 @@
 tasks) → merge into the store (single writer) → audits → artifact and run report.
 
 Items are read and compared a batch at a time (``enrich.changes``): the extract task's result is
-the rows that changed, not the catalogue. (With users, the catalogue is read whole as well: their
-histories name their items.)
+the rows that changed, not the catalogue. With users, the interaction log is read whole and the
+catalogue a batch at a time again, keeping only the items the log names; each user task gets only
+the items its own users' histories show.
 
 In batch mode (``settings.batch``) the new or changed rows go to the provider's Batches API in
 one run on the store itself; with ``batch_wait=False`` the flow submits and returns, and the
@@ -34,7 +35,7 @@ from prefect.futures import as_completed
 from pydantic import BaseModel, ConfigDict, Field
 
 from enrich import snapshots
-from enrich.changes import Changes, changed_items
+from enrich.changes import Changes, changed_items, rows_named
 from enrich.config import EnrichSettings
 from enrich.neighbours import update_index
 from enrich.profiles import profile_items
@@ -120,6 +121,12 @@ class NightlyParams(BaseModel):
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def extract(source: Source) -> pl.DataFrame:
     return source.connector().read()
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def extract_named(source: Source, id_col: str, ids: pl.Series) -> pl.DataFrame:
+    """The catalogue's rows of the items ``ids`` names, read a batch at a time."""
+    return rows_named(source.connector().iter_batches, id_col, ids.unique())
 
 
 @task(cache_policy=NO_CACHE)
@@ -349,8 +356,8 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
         )
         report["items"] = _merge_all(futures, params, items_in, todo.height)
     if params.interactions is not None:
-        items = extract(params.items)  # user histories name their items: the whole catalogue
         log = extract(params.interactions)
+        items = extract_named(params.items, params.item_col, log.get_column(params.item_col))
         people = extract(params.users) if params.users is not None else None
         ids = detect_user_changes(log, items, people, params)
         everyone = (
@@ -366,6 +373,7 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
         step = max(len(ids), 1) if batch else params.chunk_size
         parts = [ids[i : i + step] for i in range(0, len(ids), step)]
         logs = [log.filter(pl.col(params.user_col).is_in(p)) for p in parts]
+        shown = [_items_in(items, lg, params.item_col) for lg in logs]  # each task's own
         folks = [
             None if people is None else people.filter(pl.col(params.user_col).is_in(p))
             for p in parts
@@ -373,17 +381,15 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
         if batch:
             report["users"] = _summary(
                 [
-                    enrich_users_batched(lg, items, f, params)
-                    for lg, f in zip(logs, folks, strict=True)
+                    enrich_users_batched(lg, it, f, params)
+                    for lg, it, f in zip(logs, shown, folks, strict=True)
                 ],
                 everyone,
                 len(ids),
             )
         else:
             history = failures_on_record(params, "users", ids)
-            futures = enrich_user_chunk.map(
-                logs, unmapped(items), folks, unmapped(params), unmapped(history)
-            )
+            futures = enrich_user_chunk.map(logs, shown, folks, unmapped(params), unmapped(history))
             report["users"] = _merge_all(futures, params, everyone, len(ids))
     if params.neighbour_index:
         report["neighbours"] = refresh_neighbours(params.store)
@@ -392,6 +398,12 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
     report["finished_at"] = datetime.now().isoformat(timespec="seconds")
     _publish(report)
     return report
+
+
+def _items_in(items: pl.DataFrame, log: pl.DataFrame, item_col: str) -> pl.DataFrame:
+    """The rows of ``items`` that ``log`` names (ids compared as text)."""
+    named = log.get_column(item_col).cast(pl.Utf8).unique().implode()
+    return items.filter(pl.col(item_col).cast(pl.Utf8).is_in(named))
 
 
 def one_quota(params: NightlyParams, run_id: str) -> NightlyParams:

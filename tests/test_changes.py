@@ -9,7 +9,7 @@ import pytest
 
 import enrich
 from connectors import FileSource
-from enrich.changes import changed_items
+from enrich.changes import changed_items, rows_named
 from enrich.errors import InputError
 from enrich.profiles import pending_items
 from enrich.testing import GOOD, HashEmbedder, ScriptedChat
@@ -82,3 +82,19 @@ def test_the_store_keeps_its_memory_limit(tmp_path: Path, ml_items) -> None:
     with pytest.raises(InputError, match="not a size"):
         changed_items(lambda: iter(()), store, llm=_llm(), memory_limit="1GB'; DROP TABLE runs")
     store.close()
+
+
+def test_rows_named_reads_only_the_items_a_log_names(tmp_path: Path, ml_items) -> None:
+    """The nightly flow's users path keeps the catalogue rows the interaction log names (ids
+    compared as text: a log of string ids against integer catalogue ids), batch by batch."""
+    from flows.nightly import extract_named
+    from flows.sources import Source
+
+    ml_items.head(100).write_parquet(tmp_path / "items.parquet")
+    named = pl.Series(["7", "95", "7", "5000"])  # a repeat, and an id the catalogue lacks
+    source = Source(kind="file", path=str(tmp_path / "items.parquet"))
+    kept = extract_named.fn(source, "item_id", named)
+    assert sorted(kept["item_id"].to_list()) == [7, 95]
+    assert kept.columns == ml_items.columns
+    batches = FileSource(str(tmp_path / "items.parquet"), batch_size=10).iter_batches
+    assert rows_named(batches, "item_id", [5000]).height == 0
