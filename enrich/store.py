@@ -32,7 +32,7 @@ from enrich.ledger import Ledger
 from enrich.profile_rows import ProfileRows
 from enrich.sqlfiles import read_sql, sql_files
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 log = logging.getLogger(__name__)
 _MIGRATION = re.compile(r"^(\d{4})_.*\.sql$")
 
@@ -155,8 +155,13 @@ class Store(ProfileRows, Caches, Ledger, BatchManifest):
         for path in sql_files("migrations"):
             match = _MIGRATION.match(path.name)
             if match and int(match.group(1)) > current:
+                text = path.read_text(encoding="utf-8")
+                if "{profile_tables}" in text:  # a change to the profile tables, if they exist
+                    dim = self.embedding_dim()
+                    text = "" if dim is None else text.replace("{profile_tables}", _tables(dim))
                 with self.transaction():
-                    self.con.execute(path.read_text(encoding="utf-8"))
+                    if text:
+                        self.con.execute(text)
                     self.con.execute(
                         "INSERT INTO enrich_schema_version VALUES (?, now())", [int(match.group(1))]
                     )
@@ -196,7 +201,7 @@ class Store(ProfileRows, Caches, Ledger, BatchManifest):
             )
         with self.transaction():
             if existing is None:
-                self.con.execute(read_sql("tables/profiles.sql").replace("{dim}", str(int(dim))))
+                self.con.execute(_tables(dim))
                 self.con.execute("INSERT INTO store_meta VALUES ('embedding_dim', ?)", [str(dim)])
             for view in sql_files("views"):  # CREATE OR REPLACE: views follow the code
                 self.con.execute(view.read_text(encoding="utf-8"))
@@ -211,6 +216,11 @@ class Store(ProfileRows, Caches, Ledger, BatchManifest):
             self.con.execute("ROLLBACK")
             raise
         self.con.execute("COMMIT")
+
+
+def _tables(dim: int) -> str:
+    """The profile tables' DDL (``sql/tables/profiles.sql``) for ``dim``-d embeddings."""
+    return read_sql("tables/profiles.sql").replace("{dim}", str(int(dim)))
 
 
 def _stat(path: Path) -> tuple[int, int]:

@@ -56,6 +56,81 @@ def test_upsert_is_idempotent_and_updates_changed_rows() -> None:
     assert texts == [("text a",), ("text c",)]
 
 
+def test_a_write_holding_a_key_twice_is_refused() -> None:
+    """The tables have no primary key (migration 0008): the upsert itself keeps one row a key."""
+    store = Store.open(None)
+    store.ensure_profile_tables(4)
+    twice = pa.concat_tables([rows(["a", "b"]), rows(["c"])])  # item "0" in it twice
+    with pytest.raises(StoreError, match=r"more than once.*\('0', 'm', 'p'\)"):
+        store.upsert_profiles("items", twice)
+    assert store.con.execute("SELECT count(*) FROM item_profiles").fetchall() == [(0,)]
+
+
+def _primary_keys(store: Store) -> list[str]:
+    return [
+        t
+        for (t,) in store.con.execute(
+            "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
+            "AND table_name LIKE '%_profiles' ORDER BY 1"
+        ).fetchall()
+    ]
+
+
+def test_migration_8_drops_the_profile_keys_and_keeps_every_row(tmp_path) -> None:
+    path = tmp_path / "s.duckdb"
+    store = Store.open(path)
+    store.ensure_profile_tables(4)
+    with store.transaction():
+        store.upsert_profiles("items", rows(["a", "b", "c"]))
+    before = store.con.execute("SELECT * FROM item_profiles ORDER BY item_id").fetchall()
+    con = store.con  # turn it back into what schema version 7 wrote: the same tables with keys
+    for table, key in (
+        ("item_profiles", "item_id, model, prompt_version"),
+        ("user_profiles", "user_id, model, prompt_version, as_of"),
+    ):
+        con.execute(f"CREATE TABLE v7 AS SELECT * FROM {table}")
+        con.execute(f"DROP TABLE {table}")
+        ddl = re.search(rf"CREATE TABLE IF NOT EXISTS {table} \(.*?\n\);", _ddl(), re.S)
+        assert ddl is not None
+        con.execute(ddl.group(0).replace("\n);", f",\n    PRIMARY KEY ({key})\n);"))
+        con.execute(f"INSERT INTO {table} SELECT * FROM v7")
+        con.execute("DROP TABLE v7")
+    con.execute("DELETE FROM enrich_schema_version WHERE version = 8")
+    assert _primary_keys(store) == ["item_profiles", "user_profiles"]
+    store.close()
+
+    migrated = Store.open(path)
+    assert migrated.schema_version() == SCHEMA_VERSION == 8
+    assert _primary_keys(migrated) == []
+    after = migrated.con.execute("SELECT * FROM item_profiles ORDER BY item_id").fetchall()
+    assert after == before
+    assert migrated.con.execute("SELECT count(*) FROM item_features").fetchall() == [(3,)]
+    with migrated.transaction():
+        migrated.upsert_profiles("items", rows(["a", "b", "d"]))  # the upsert still keeps one
+    texts = migrated.con.execute("SELECT profile_text FROM item_profiles ORDER BY 1").fetchall()
+    assert texts == [("text a",), ("text b",), ("text d",)]
+    migrated.close()
+
+
+def test_migration_8_on_a_store_without_profile_tables(tmp_path) -> None:
+    path = tmp_path / "s.duckdb"
+    Store.open(path).close()  # no profile written yet: no dimension, no profile tables
+    con = duckdb.connect(str(path))
+    con.execute("DELETE FROM enrich_schema_version WHERE version = 8")
+    con.close()
+    store = Store.open(path)
+    assert store.schema_version() == 8
+    store.ensure_profile_tables(4)  # created from today's file: without the key
+    assert _primary_keys(store) == []
+    store.close()
+
+
+def _ddl() -> str:
+    from enrich.sqlfiles import read_sql
+
+    return read_sql("tables/profiles.sql").replace("{dim}", "4")
+
+
 def test_change_detection_returns_only_new_and_changed_keys() -> None:
     store = Store.open(None)
     probe = pl.DataFrame({"_key": ["0", "1", "2"], "input_hash": ["a", "changed", "c"]})
@@ -136,7 +211,8 @@ def test_every_sql_file_runs() -> None:
     store.upsert_profiles("items", rows(["a", "b", "c"]))
     for folder in ("migrations", "views", "audits"):
         for path in sql_files(folder):
-            store.con.execute(path.read_text()).fetchall()  # re-runnable, or a query
+            text = path.read_text().replace("{profile_tables}", _ddl())
+            store.con.execute(text).fetchall()  # re-runnable, or a query
     values = {
         **{"item_id": "0", "k": 2, "model": "m", "prompt_version": "p", "kind": "items"},
         "endpoint": "http://127.0.0.1:9/v1",

@@ -1,5 +1,6 @@
--- Purpose: audit — more than one row per key (the primary keys forbid it; this catches tables
---          copied or rebuilt without them).
+-- Purpose: audit — more than one row per key. Store.upsert_profiles keeps one (the tables have
+--          no PRIMARY KEY since migration 0008: its index must fit in memory); this catches rows
+--          written by anything else.
 -- Grain:   one row per duplicated key.
 -- Columns: kind, entity_id, model, prompt_version, as_of, n.
 

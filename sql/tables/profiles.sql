@@ -5,6 +5,10 @@
 --          attributes = the validated structured answer (JSON); embedding = L2-normalized
 --          FLOAT[{dim}] of profile_text; as_of = time of the newest interaction a user profile used.
 -- {dim} is the store's embedding dimension, fixed when the store is first written.
+-- Keys: one row per grain, kept by Store.upsert_profiles (the only writer: it refuses a batch
+--       with a key twice, updates changed rows, inserts the rest) and checked by the audit
+--       profiles_duplicate_keys.sql. No PRIMARY KEY: DuckDB holds a key's ART index wholly in
+--       memory and loads it for every write (750 MB at 10M items; see migration 0008).
 
 CREATE TABLE IF NOT EXISTS item_profiles (
     item_id         VARCHAR NOT NULL,
@@ -16,8 +20,7 @@ CREATE TABLE IF NOT EXISTS item_profiles (
     embedding       FLOAT[{dim}] NOT NULL,
     embedding_model VARCHAR NOT NULL,
     run_id          VARCHAR NOT NULL,
-    created_at      TIMESTAMP NOT NULL,
-    PRIMARY KEY (item_id, model, prompt_version)
+    created_at      TIMESTAMP NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS user_profiles (
@@ -33,6 +36,5 @@ CREATE TABLE IF NOT EXISTS user_profiles (
     embedding       FLOAT[{dim}] NOT NULL,
     embedding_model VARCHAR NOT NULL,
     run_id          VARCHAR NOT NULL,
-    created_at      TIMESTAMP NOT NULL,
-    PRIMARY KEY (user_id, model, prompt_version, as_of)
+    created_at      TIMESTAMP NOT NULL
 );
