@@ -107,7 +107,7 @@ class Environment(BaseSettings):
     """``ENRICH_DATA``: the folder holding the MovieLens data sets; when set, the only place
     looked in (default: ``../shared/data`` next to the working folder or the project)."""
 
-    @field_validator("data", "llm_api_key", mode="before")
+    @field_validator("data", "llm_api_key", "store_memory_limit", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -117,3 +117,8 @@ class Environment(BaseSettings):
     torch's idle threads slowed the embedded LLM 1.6x on 2 cores)."""
     cron: str = "0 2 * * *"
     """``ENRICH_CRON``: the nightly deployment's schedule."""
+    store_memory_limit: str | None = Field(None, pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$")
+    """``ENRICH_STORE_MEMORY_LIMIT``: DuckDB's memory limit for every store enrich opens, e.g.
+    ``1GB`` (default: DuckDB's own, 80% of RAM). DuckDB keeps the blocks a write or a query read
+    cached up to it, so a large store's process grows to it; past it DuckDB evicts and spills to
+    disk. Set it on a shared machine or in a container."""

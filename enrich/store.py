@@ -27,6 +27,7 @@ import polars as pl
 from enrich import snapshots
 from enrich.batch_manifest import BatchManifest
 from enrich.caches import Caches
+from enrich.config import Environment
 from enrich.errors import StoreError
 from enrich.ledger import Ledger
 from enrich.profile_rows import ProfileRows
@@ -65,18 +66,21 @@ class Store(ProfileRows, Caches, Ledger, BatchManifest):
         """Open (creating and migrating if needed) the store at ``target``.
 
         DuckDB allows one writing process per file. If another process holds it, wait up to
-        ``lock_timeout_s`` seconds for it to finish, then raise a :class:`StoreError`.
+        ``lock_timeout_s`` seconds for it to finish, then raise a :class:`StoreError`. DuckDB's
+        memory limit is ``ENRICH_STORE_MEMORY_LIMIT`` when set (:class:`enrich.config.Environment`).
         """
         if isinstance(target, Store):
             return target
         if isinstance(target, duckdb.DuckDBPyConnection):
             return cls(target)
         path = ":memory:" if target is None else str(target)
+        limit = Environment().store_memory_limit
+        config = {"memory_limit": limit} if limit else {}
         deadline = time.monotonic() + lock_timeout_s
         waited = False
         while True:
             try:
-                con = duckdb.connect(path, read_only=read_only)
+                con = duckdb.connect(path, read_only=read_only, config=config)
                 break
             except duckdb.Error as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() >= deadline:

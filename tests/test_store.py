@@ -244,3 +244,17 @@ def test_identifiers_are_validated() -> None:
     for bad in ['x"; DROP TABLE runs; --', "1abc", "a b", ""]:
         with pytest.raises(ValueError, match="not a valid SQL identifier"):
             quote_ident(bad)
+
+
+def test_the_store_memory_limit_comes_from_the_environment(tmp_path, monkeypatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("ENRICH_STORE_MEMORY_LIMIT", "300MB")
+    store = Store.open(tmp_path / "s.duckdb")
+    assert store.con.execute("SELECT current_setting('memory_limit')").fetchall() == [
+        ("286.1 MiB",)  # DuckDB shows 300 MB in MiB
+    ]
+    store.close()
+    monkeypatch.setenv("ENRICH_STORE_MEMORY_LIMIT", "lots")
+    with pytest.raises(ValidationError, match="store_memory_limit"):
+        Store.open(tmp_path / "s.duckdb")
