@@ -75,25 +75,36 @@ def stage_items(chunk: Any, history: pa.Table | None = None, **kwargs: Any) -> S
     return snapshot(store, report)
 
 
-def merge(store: Store, staged: StagedRun) -> None:
-    """Write a staged run into ``store``: all of it or nothing (one transaction)."""
-    if staged.dim is not None:
-        store.ensure_profile_tables(staged.dim)
+def merge(store: Store, *staged: StagedRun) -> None:
+    """Write staged runs into ``store``: all of them or nothing (one transaction). Several runs
+    go in as one write per table: each write scans the table's keys, so chunks that finished
+    together cost one scan, not one each (a 10M-row store: 0.4-0.8 s a write)."""
+    for dim in {s.dim for s in staged if s.dim is not None}:
+        store.ensure_profile_tables(dim)
     with store.transaction():
         for kind in KINDS.values():
-            rows = staged.tables.get(kind.table)
-            if rows is not None and rows.num_rows:
+            rows = _together(staged, kind.table)
+            if rows is not None:
                 store.upsert_profiles(kind.name, rows)
         for name, keys in STAGED_TABLES.items():
-            rows = staged.tables.get(name)
-            if rows is None or not rows.num_rows:
+            rows = _together(staged, name)
+            if rows is None:
                 continue
+            on = ", ".join(keys)
             store.con.register("enrich_staged", rows)
-            store.con.execute(
-                f"INSERT INTO {name} SELECT s.* FROM enrich_staged AS s "
-                f"ANTI JOIN {name} AS t USING ({', '.join(keys)})"
+            store.con.execute(  # two chunks may hold the same cached answer or vector
+                f"INSERT INTO {name} SELECT DISTINCT ON ({on}) s.* FROM enrich_staged AS s "
+                f"ANTI JOIN {name} AS t USING ({on})"
             )
             store.con.unregister("enrich_staged")
+
+
+def _together(staged: tuple[StagedRun, ...], name: str) -> pa.Table | None:
+    """The rows of table ``name`` of every staged run, as one table (None: no rows)."""
+    parts = [s.tables[name] for s in staged if name in s.tables and s.tables[name].num_rows]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
 
 
 def stage_users(

@@ -21,6 +21,7 @@ and a killed run resumes without repeating the LLM calls of merged chunks.
 from __future__ import annotations
 
 import dataclasses
+import queue
 import time
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +32,6 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, runtime, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
 from pydantic import BaseModel, ConfigDict, Field
 
 from enrich import snapshots
@@ -275,13 +275,13 @@ def enrich_user_chunk(
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
-def commit(staged: StagedRun, store_path: str, publish: bool = True) -> float:
-    """Merge a chunk; with ``publish`` (and snapshots on) publish a read snapshot as the store
-    closes. Returns the seconds the close took (the snapshot's cost)."""
+def commit(staged: list[StagedRun], store_path: str, publish: bool = True) -> float:
+    """Merge chunks in one transaction; with ``publish`` (and snapshots on) publish a read
+    snapshot as the store closes. Returns the seconds the close took (the snapshot's cost)."""
     store = Store.open(store_path, lock_timeout_s=60)
     store.publish_on_close = publish
     try:
-        merge(store, staged)
+        merge(store, *staged)
     finally:
         started = time.perf_counter()
         store.close()
@@ -418,21 +418,42 @@ def one_quota(params: NightlyParams, run_id: str) -> NightlyParams:
 
 
 def _merge_all(futures: Any, params: NightlyParams, rows_in: int, rows_todo: int) -> dict[str, Any]:
-    """Merge each chunk as it finishes (the single writer), publishing read snapshots paced by
-    ``params.snapshot_every_s``; sum the chunks' reports."""
-    reports = []
+    """Merge chunks as they finish (the single writer): the chunks that finished while the last
+    merge ran go in together (up to ``MERGE_GROUP``), one write per table. Read snapshots are
+    published paced by ``params.snapshot_every_s``; the chunks' reports are summed. A failed
+    chunk fails the flow after the chunks finished with it are merged."""
+    finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    for future in futures:
+        future.add_done_callback(finished.put)
+    reports, left = [], len(futures)
     last_publish, cost, unpublished = -float("inf"), 0.0, False
-    for future in as_completed(futures):
-        staged = future.result()
-        due = time.monotonic() - last_publish >= max(params.snapshot_every_s, 9 * cost)
-        took = commit(staged, params.store, publish=due)
-        if due:
-            last_publish, cost = time.monotonic(), took
-        unpublished = not due
-        reports.append(staged.report)
+    while left:
+        group = [finished.get()]
+        while len(group) < MERGE_GROUP and not finished.empty():
+            group.append(finished.get())
+        left -= len(group)
+        staged, failure = [], None
+        for future in group:
+            try:
+                staged.append(future.result())
+            except Exception as exc:  # merge the others first: their LLM calls are paid for
+                failure = failure or exc
+        if staged:
+            due = time.monotonic() - last_publish >= max(params.snapshot_every_s, 9 * cost)
+            took = commit(staged, params.store, publish=due)
+            if due:
+                last_publish, cost = time.monotonic(), took
+            unpublished = not due
+            reports += [s.report for s in staged]
+        if failure is not None:
+            raise failure
     if unpublished and snapshots.enabled(params.store):
         publish_snapshot(params.store)
     return _summary(reports, rows_in, rows_todo)
+
+
+MERGE_GROUP = 64
+"""Finished chunks merged in one transaction at most (64 chunks of 64 rows: 4,096 rows)."""
 
 
 def _summary(reports: list[RunReport], rows_in: int, rows_todo: int) -> dict[str, Any]:
