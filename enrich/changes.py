@@ -27,7 +27,8 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,10 +76,8 @@ def changed_items(
     prompt = prompt or PromptTemplate.for_items(row_template=template)
     model, version = model_id(resolve_llm(llm)), prompt.version_id(schema)
     fields = prompt.template_fields()
-    with Store.borrow(store) as opened:
+    with Store.borrow(store) as opened, memory_limited(opened.con, memory_limit):
         con = opened.con
-        ((limit,),) = con.execute("SELECT current_setting('memory_limit')").fetchall()
-        con.execute(f"SET memory_limit = '{_size(memory_limit)}'")
         con.execute("CREATE OR REPLACE TEMP TABLE enrich_digests (_key VARCHAR, digest UBIGINT)")
         try:
             rows_in = 0
@@ -107,7 +106,6 @@ def changed_items(
                 keys = opened.not_profiled_digests("items", model, version)
         finally:
             con.execute("DROP TABLE IF EXISTS enrich_digests")
-            _restore_memory_limit(con, limit)
     return Changes(rows_named(batches, id_col, keys), rows_in)
 
 
@@ -128,6 +126,17 @@ def rows_named(batches: Callable[[], Iterable[Any]], id_col: str, ids: Any) -> p
     if not kept:
         return pl.DataFrame({id_col: []})
     return pl.concat(kept, how="vertical_relaxed")
+
+
+@contextmanager
+def memory_limited(con: Any, memory_limit: str) -> Iterator[None]:
+    """DuckDB connection ``con`` held to ``memory_limit`` for the block, then set back."""
+    ((before,),) = con.execute("SELECT current_setting('memory_limit')").fetchall()
+    con.execute(f"SET memory_limit = '{_size(memory_limit)}'")
+    try:
+        yield
+    finally:
+        _restore_memory_limit(con, before)
 
 
 def _restore_memory_limit(con: Any, before: str) -> None:

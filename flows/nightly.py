@@ -2,9 +2,11 @@
 tasks) → merge into the store (single writer) → audits → artifact and run report.
 
 Items are read and compared a batch at a time (``enrich.changes``): the extract task's result is
-the rows that changed, not the catalogue. With users, the interaction log is read whole and the
-catalogue a batch at a time again, keeping only the items the log names; each user task gets only
-the items its own users' histories show.
+the rows that changed, not the catalogue. With users, the interaction log is read a batch at a
+time into a temporary table of the store and compared a partition of users at a time
+(``enrich.user_changes``), the catalogue read a batch at a time keeping only the items the log
+names; the task's result is the changed users' events and items, and each user task gets only
+its own users' events and items.
 
 In batch mode (``settings.batch``) the new or changed rows go to the provider's Batches API in
 one run on the store itself; with ``batch_wait=False`` the flow submits and returns, and the
@@ -35,7 +37,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from enrich import snapshots
-from enrich.changes import Changes, changed_items, rows_named
+from enrich.changes import Changes, changed_items
 from enrich.config import EnrichSettings
 from enrich.neighbours import update_index
 from enrich.profiles import profile_items
@@ -43,7 +45,8 @@ from enrich.report import RunReport
 from enrich.schemas import ItemProfile
 from enrich.staging import StagedRun, failure_history, merge, stage_items, stage_users
 from enrich.store import Store, audit
-from enrich.user_profiles import pending_users, profile_users
+from enrich.user_changes import UserChanges, changed_users
+from enrich.user_profiles import profile_users
 from enrich.vocab import Vocabulary, controlled
 from flows.sources import Source
 
@@ -119,14 +122,18 @@ class NightlyParams(BaseModel):
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
-def extract(source: Source) -> pl.DataFrame:
-    return source.connector().read()
-
-
-@task(cache_policy=NO_CACHE, **IO_RETRIES)
-def extract_named(source: Source, id_col: str, ids: pl.Series) -> pl.DataFrame:
-    """The catalogue's rows of the items ``ids`` names, read a batch at a time."""
-    return rows_named(source.connector().iter_batches, id_col, ids.unique())
+def extract_user_changes(params: NightlyParams) -> UserChanges:
+    """The users whose shown history changed, with their events, attribute rows and the
+    catalogue rows their events name: the log read a batch at a time and compared a partition
+    of users at a time, the catalogue a batch at a time (``enrich.user_changes``)."""
+    assert params.interactions is not None
+    return changed_users(
+        params.interactions.connector().iter_batches,
+        params.items.connector().iter_batches,
+        params.store,
+        people=None if params.users is None else params.users.connector().read(),
+        **params.user_kwargs(),
+    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -248,13 +255,6 @@ def enrich_users_batched(
     return report
 
 
-@task(cache_policy=NO_CACHE)
-def detect_user_changes(
-    log: pl.DataFrame, items: pl.DataFrame, people: pl.DataFrame | None, params: NightlyParams
-) -> list[Any]:
-    return pending_users(log, items, params.store, users=people, **params.user_kwargs())
-
-
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def enrich_user_chunk(
     log: pl.DataFrame,
@@ -356,19 +356,9 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
         )
         report["items"] = _merge_all(futures, params, items_in, todo.height)
     if params.interactions is not None:
-        log = extract(params.interactions)
-        items = extract_named(params.items, params.item_col, log.get_column(params.item_col))
-        people = extract(params.users) if params.users is not None else None
-        ids = detect_user_changes(log, items, people, params)
-        everyone = (
-            log.select(params.user_col).unique().height
-            if people is None
-            else (
-                pl.concat([log.select(params.user_col), people.select(params.user_col)])
-                .unique()
-                .height
-            )
-        )
+        users = extract_user_changes(params)
+        ids, log, items, people = users.ids, users.log, users.items, users.people
+        everyone = users.users_in
         logger.info("users: %d in, %d new or changed", everyone, len(ids))
         step = max(len(ids), 1) if batch else params.chunk_size
         parts = [ids[i : i + step] for i in range(0, len(ids), step)]

@@ -85,16 +85,11 @@ def test_the_store_keeps_its_memory_limit(tmp_path: Path, ml_items) -> None:
 
 
 def test_rows_named_reads_only_the_items_a_log_names(tmp_path: Path, ml_items) -> None:
-    """The nightly flow's users path keeps the catalogue rows the interaction log names (ids
+    """The users' change detection keeps the catalogue rows the interaction log names (ids
     compared as text: a log of string ids against integer catalogue ids), batch by batch."""
-    from flows.nightly import extract_named
-    from flows.sources import Source
-
     ml_items.head(100).write_parquet(tmp_path / "items.parquet")
-    named = pl.Series(["7", "95", "7", "5000"])  # a repeat, and an id the catalogue lacks
-    source = Source(kind="file", path=str(tmp_path / "items.parquet"))
-    kept = extract_named.fn(source, "item_id", named)
+    batches = FileSource(str(tmp_path / "items.parquet"), batch_size=10).iter_batches
+    kept = rows_named(batches, "item_id", ["7", "95", "7", "5000"])  # a repeat, an unknown id
     assert sorted(kept["item_id"].to_list()) == [7, 95]
     assert kept.columns == ml_items.columns
-    batches = FileSource(str(tmp_path / "items.parquet"), batch_size=10).iter_batches
     assert rows_named(batches, "item_id", [5000]).height == 0
