@@ -123,39 +123,37 @@ def main() -> None:
     if args.build:
         build(int(args.build[0]), args.events_per_user, Path(args.build[1]))
         return
-    env = os.environ | {"HF_HUB_OFFLINE": "1"}
     sizing = ["--events-per-user", str(args.events_per_user)]
     results: dict[str, dict] = {}
     for n in args.sizes:
         with tempfile.TemporaryDirectory(dir=HERE.parent) as tmp:
             t0 = time.perf_counter()
-            built = subprocess.run(  # in a child: Linux keeps a parent's peak RSS in its children
-                [sys.executable, __file__, *sizing, "--build", str(n), tmp],
-                capture_output=True,
-                text=True,
-                check=True,
-                env=env,
-            ).stdout
-            made = json.loads(built.strip().splitlines()[-1])
+            made = _in_child([*sizing, "--build", str(n), tmp])  # not here: Linux keeps a
+            # parent's peak RSS in its children
             print(
                 f"{n:,} events, {made['users']:,} users: built in {time.perf_counter() - t0:.0f} s"
             )
             runs: dict[str, list[dict]] = {"whole": [], "batched": []}
             for mode in ("whole", "batched", "batched", "whole"):
-                out = subprocess.run(
-                    [sys.executable, __file__, "--child", mode, tmp],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    env=env,
-                ).stdout
-                r = json.loads(out.strip().splitlines()[-1])
+                r = _in_child(["--child", mode, tmp])
                 assert r["changed"] == made["changed"], (r, made)
                 runs[mode].append(r)
                 print(f"  {mode:8} {r['seconds']:7.2f} s  peak RSS {r['peak_rss_mb']:7.0f} MB")
             results[str(n)] = {"users": made["users"], "changed": made["changed"], "runs": runs}
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
+
+
+def _in_child(args: list[str]) -> dict:
+    """Run this script with ``args`` in a fresh process; the JSON line it printed last."""
+    out = subprocess.run(
+        [sys.executable, __file__, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":
