@@ -49,13 +49,20 @@ def stored_profiles(frame: pl.DataFrame, model: str, prompt_version: str) -> pl.
         model=pl.lit(model),
         prompt_version=pl.lit(prompt_version),
         input_hash="input_hash",
-        profile_text=pl.lit("t"),
-        attributes=pl.lit("{}"),
-        embedding=pl.lit([1.0, 0.0, 0.0, 0.0]).cast(pl.Array(pl.Float32, 4)),
-        embedding_model=pl.lit("e"),
-        run_id=pl.lit("r"),
-        created_at=pl.lit(datetime(2026, 1, 1)),
+        **profile_filler(),
     )
+
+
+def profile_filler() -> dict[str, pl.Expr]:
+    """A stored profile's columns that no detection reads: text, attributes, a 4-d vector."""
+    return {
+        "profile_text": pl.lit("t"),
+        "attributes": pl.lit("{}"),
+        "embedding": pl.lit([1.0, 0.0, 0.0, 0.0]).cast(pl.Array(pl.Float32, 4)),
+        "embedding_model": pl.lit("e"),
+        "run_id": pl.lit("r"),
+        "created_at": pl.lit(datetime(2026, 1, 1)),
+    }
 
 
 def detect(

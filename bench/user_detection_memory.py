@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -36,6 +35,7 @@ ITEMS = 50_000
 def build(n: int, per_user: int, folder: Path) -> None:
     """The log (before and tonight), the catalogue and the store of profiles as of before."""
     import polars as pl
+    from change_detection import profile_filler  # this folder's neighbour
 
     from enrich.llm import model_id, resolve_llm
     from enrich.store import Store
@@ -73,12 +73,7 @@ def build(n: int, per_user: int, folder: Path) -> None:
             input_hash="input_hash",
             n_interactions=pl.col("n_interactions").cast(pl.Int32),
             is_cold="is_cold",
-            profile_text=pl.lit("t"),
-            attributes=pl.lit("{}"),
-            embedding=pl.lit([1.0, 0.0, 0.0, 0.0]).cast(pl.Array(pl.Float32, 4)),
-            embedding_model=pl.lit("e"),
-            run_id=pl.lit("r"),
-            created_at=pl.lit(datetime(2026, 1, 1)),
+            **profile_filler(),
         )
         with store.transaction():
             store.upsert_profiles("users", rows.to_arrow())

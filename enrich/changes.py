@@ -117,15 +117,23 @@ def rows_named(batches: Callable[[], Iterable[Any]], id_col: str, ids: Any) -> p
     >>> rows_named(batches, "item_id", ["3", "1"])["item_id"].to_list()
     [1, 3]
     """
-    wanted = pl.Series(ids).cast(pl.Utf8).implode()
-    kept = [
-        frame.filter(pl.col(id_col).cast(pl.Utf8).is_in(wanted))
-        for frame in (to_polars(b) for b in batches())
-    ]
+    wanted = pl.Series(ids).cast(pl.Utf8).unique()
+    kept = [rows_with(to_polars(b), id_col, wanted) for b in batches()]
     kept = [k for k in kept if k.height]
     if not kept:
         return pl.DataFrame({id_col: []})
     return pl.concat(kept, how="vertical_relaxed")
+
+
+def rows_with(frame: pl.DataFrame, col: str, ids: Any) -> pl.DataFrame:
+    """The rows of ``frame`` whose ``col`` is among ``ids``, compared as text (a log of string
+    ids against a catalogue of integer ones).
+
+    >>> rows_with(pl.DataFrame({"item_id": [1, 2, 3]}), "item_id", ["3", "1"])["item_id"].to_list()
+    [1, 3]
+    """
+    wanted = pl.Series(ids).cast(pl.Utf8).implode()
+    return frame.filter(pl.col(col).cast(pl.Utf8).is_in(wanted))
 
 
 @contextmanager

@@ -31,7 +31,7 @@ from typing import Any
 
 import polars as pl
 
-from enrich.changes import MEMORY_LIMIT, memory_limited, rows_named
+from enrich.changes import MEMORY_LIMIT, memory_limited, rows_named, rows_with
 from enrich.errors import InputError
 from enrich.inputs import to_polars
 from enrich.store import Store
@@ -119,19 +119,17 @@ def changed_users(
                 users_in += _distinct_users(log, folk, user)
                 folk = None if folk is None else folk.drop(_HASH)
                 changed = pending_users(log, items, opened, llm=llm, users=folk, **options)
-                wanted = pl.Series(changed).cast(pl.Utf8).implode()
                 found += changed
-                logs.append(log.filter(pl.col(user).cast(pl.Utf8).is_in(wanted)))
+                logs.append(rows_with(log, user, changed))
                 if folk is not None:
-                    folks.append(folk.filter(pl.col(user).cast(pl.Utf8).is_in(wanted)))
+                    folks.append(rows_with(folk, user, changed))
         finally:
             con.execute("DROP TABLE IF EXISTS enrich_log")
     log = pl.concat(logs, how="vertical_relaxed")
-    shown = log.get_column(item).cast(pl.Utf8).unique().implode()
     return UserChanges(
         ids=found,
         log=log,
-        items=None if items is None else items.filter(pl.col(item).cast(pl.Utf8).is_in(shown)),
+        items=None if items is None else rows_with(items, item, log.get_column(item).unique()),
         people=None if people is None else pl.concat(folks, how="vertical_relaxed"),
         users_in=users_in,
     )

@@ -37,7 +37,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from enrich import snapshots
-from enrich.changes import Changes, changed_items
+from enrich.changes import Changes, changed_items, rows_with
 from enrich.config import EnrichSettings
 from enrich.neighbours import update_index
 from enrich.profiles import profile_items
@@ -363,7 +363,7 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
         step = max(len(ids), 1) if batch else params.chunk_size
         parts = [ids[i : i + step] for i in range(0, len(ids), step)]
         logs = [log.filter(pl.col(params.user_col).is_in(p)) for p in parts]
-        shown = [_items_in(items, lg, params.item_col) for lg in logs]  # each task's own
+        shown = [rows_with(items, params.item_col, lg[params.item_col].unique()) for lg in logs]
         folks = [
             None if people is None else people.filter(pl.col(params.user_col).is_in(p))
             for p in parts
@@ -388,12 +388,6 @@ def nightly(params: NightlyParams) -> dict[str, Any]:
     report["finished_at"] = datetime.now().isoformat(timespec="seconds")
     _publish(report)
     return report
-
-
-def _items_in(items: pl.DataFrame, log: pl.DataFrame, item_col: str) -> pl.DataFrame:
-    """The rows of ``items`` that ``log`` names (ids compared as text)."""
-    named = log.get_column(item_col).cast(pl.Utf8).unique().implode()
-    return items.filter(pl.col(item_col).cast(pl.Utf8).is_in(named))
 
 
 def one_quota(params: NightlyParams, run_id: str) -> NightlyParams:
