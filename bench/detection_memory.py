@@ -13,8 +13,9 @@ itself (a child started by a process that once held gigabytes reports that as it
 After detecting, each child writes the changed rows' new profiles into (its own copy of) the store,
 10,000 rows a transaction as the flow's merges write them, and reports the write's seconds and the
 peak RSS of detection and write together — the figure issue #20 bounds at 1.5x the 1M one.
-``--store-memory-limit 128MB`` runs the children with ``ENRICH_STORE_MEMORY_LIMIT`` set (DuckDB
-otherwise keeps what the write read cached, up to 80% of RAM).
+The writes are held to the store's ``write_memory_limit`` as a run's and the flow's are (128 MB
+unless ``ENRICH_STORE_MEMORY_LIMIT`` is set); ``--store-memory-limit 128MB`` runs the children
+with ``ENRICH_STORE_MEMORY_LIMIT`` set (DuckDB's limit for everything the store does).
 
     .venv/bin/python bench/detection_memory.py --sizes 1000000 10000000
 """
@@ -57,7 +58,7 @@ def child(mode: str, source: str, store: str, batch_size: int, memory_limit: str
     with Store.open(store) as opened:  # the changed rows' new profiles, as the merges write them
         dim = opened.embedding_dim()
         for start in range(0, todo.height, WRITE_CHUNK):
-            with opened.transaction():
+            with opened.transaction(opened.write_memory_limit):  # held as the merges hold it
                 opened.upsert_profiles("items", new_profiles(todo.slice(start, WRITE_CHUNK), dim))
     write_s = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -136,7 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--batch-size", type=int, default=250_000)
-    parser.add_argument(  # enrich.changes.MEMORY_LIMIT (not imported: the parent stays small)
+    parser.add_argument(  # enrich.duckdb_memory.MEMORY_LIMIT (not imported: the parent stays small)
         "--memory-limit", default="128MB", help="DuckDB's, batched mode"
     )
     parser.add_argument(

@@ -26,17 +26,15 @@ Example:
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import polars as pl
 from pydantic import BaseModel
 
+from enrich.duckdb_memory import MEMORY_LIMIT, memory_limited
 from enrich.errors import InputError
 from enrich.inputs import HASH, KEY, prepare, to_polars
 from enrich.llm import model_id, resolve_llm
@@ -44,11 +42,6 @@ from enrich.prompts import PromptTemplate
 from enrich.schemas import ItemProfile
 from enrich.sqlfiles import read_sql
 from enrich.store import Store
-
-MEMORY_LIMIT = "128MB"
-"""DuckDB's memory for the anti-join; past it, DuckDB spills to its temporary directory. At 10M
-rows 128 MB held the detection's peak RSS to 548-553 MB against 636-647 MB at 256 MB, in the
-same time (bench/detection_memory.py)."""
 
 
 @dataclass(frozen=True)
@@ -134,36 +127,3 @@ def rows_with(frame: pl.DataFrame, col: str, ids: Any) -> pl.DataFrame:
     """
     wanted = pl.Series(ids).cast(pl.Utf8).implode()
     return frame.filter(pl.col(col).cast(pl.Utf8).is_in(wanted))
-
-
-@contextmanager
-def memory_limited(con: Any, memory_limit: str) -> Iterator[None]:
-    """DuckDB connection ``con`` held to ``memory_limit`` for the block, then set back."""
-    ((before,),) = con.execute("SELECT current_setting('memory_limit')").fetchall()
-    con.execute(f"SET memory_limit = '{_size(memory_limit)}'")
-    try:
-        yield
-    finally:
-        _restore_memory_limit(con, before)
-
-
-def _restore_memory_limit(con: Any, before: str) -> None:
-    """Back to DuckDB's default if it was the default (exactly), else to the value shown before
-    (DuckDB shows it rounded to 0.1 GiB)."""
-    with duckdb.connect() as fresh:
-        ((default,),) = fresh.execute("SELECT current_setting('memory_limit')").fetchall()
-    if before == default:
-        con.execute("RESET memory_limit")
-    else:
-        con.execute(f"SET memory_limit = '{_size(before)}'")
-
-
-def _size(text: str) -> str:
-    """A DuckDB memory size (``512MB``, ``1.5 GiB``), checked before it is put in a SET.
-
-    >>> _size("1.5 GiB")
-    '1.5 GiB'
-    """
-    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", text):
-        raise InputError(f"memory_limit {text!r} is not a size such as '512MB' or '2GiB'")
-    return text

@@ -119,6 +119,6 @@ class Environment(BaseSettings):
     """``ENRICH_CRON``: the nightly deployment's schedule."""
     store_memory_limit: str | None = Field(None, pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$")
     """``ENRICH_STORE_MEMORY_LIMIT``: DuckDB's memory limit for every store enrich opens, e.g.
-    ``1GB`` (default: DuckDB's own, 80% of RAM). DuckDB keeps the blocks a write or a query read
-    cached up to it, so a large store's process grows to it; past it DuckDB evicts and spills to
-    disk. Set it on a shared machine or in a container."""
+    ``1GB`` (default: DuckDB's own, 80% of RAM, with profile writes held to 128 MB). DuckDB keeps
+    the blocks a write or a query read cached up to it, so a large store's process grows to it;
+    past it DuckDB evicts and spills to disk. Set it on a shared machine or in a container."""

@@ -256,7 +256,8 @@ def _chunk(run: Run, chunk: pl.DataFrame, asked: Pending | None) -> pl.DataFrame
                 [outputs[i] for i in order],
                 vectors[order],
             )
-    with store.transaction():  # the rows and the ledger's counters land together
+    # the rows and the ledger's counters land together
+    with store.transaction(store.write_memory_limit):
         if table.height:
             store.upsert_profiles(run.kind, table.to_arrow())
         _record_failures(run, empty, "input", job.empty_reason, in_transaction=True)

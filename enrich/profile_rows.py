@@ -138,6 +138,10 @@ class ProfileRows:
         Run it inside :meth:`transaction` so both land together. The tables have no primary key
         (its index must fit in memory): this keeps one row per key, refusing ``rows`` that hold
         a key twice.
+
+        Example:
+            >>> with store.transaction(store.write_memory_limit):  # doctest: +SKIP
+            ...     store.upsert_profiles("items", rows)
         """
         table, keys = profile_kind(kind).table, profile_kind(kind).key
         given = pl.from_arrow(rows.select(list(keys)))

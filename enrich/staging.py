@@ -82,7 +82,7 @@ def merge(store: Store, *staged: StagedRun) -> None:
     at a time, 0.81 s together; bench/merge_groups.py)."""
     for dim in {s.dim for s in staged if s.dim is not None}:
         store.ensure_profile_tables(dim)
-    with store.transaction():
+    with store.transaction(store.write_memory_limit):
         for kind in KINDS.values():
             rows = _together(staged, kind.table)
             if rows is not None:

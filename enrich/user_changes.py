@@ -31,7 +31,8 @@ from typing import Any
 
 import polars as pl
 
-from enrich.changes import MEMORY_LIMIT, memory_limited, rows_named, rows_with
+from enrich.changes import rows_named, rows_with
+from enrich.duckdb_memory import MEMORY_LIMIT, memory_limited
 from enrich.errors import InputError
 from enrich.inputs import to_polars
 from enrich.store import Store

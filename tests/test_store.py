@@ -258,3 +258,65 @@ def test_the_store_memory_limit_comes_from_the_environment(tmp_path, monkeypatch
     monkeypatch.setenv("ENRICH_STORE_MEMORY_LIMIT", "lots")
     with pytest.raises(ValidationError, match="store_memory_limit"):
         Store.open(tmp_path / "s.duckdb")
+
+
+def _limit(store: Store) -> str:
+    return store.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+
+def test_profile_writes_hold_duckdb_to_the_write_limit_and_set_it_back(
+    tmp_path, monkeypatch
+) -> None:
+    """A store file opened without ENRICH_STORE_MEMORY_LIMIT writes profiles under 128 MB (DuckDB
+    would otherwise keep every key a write scanned cached), and is back at DuckDB's default
+    after the write, committed or rolled back."""
+    monkeypatch.delenv("ENRICH_STORE_MEMORY_LIMIT", raising=False)
+    store = Store.open(tmp_path / "s.duckdb")
+    default = _limit(store)
+    assert store.write_memory_limit == "128MB"
+    store.ensure_profile_tables(4)
+    with store.transaction(store.write_memory_limit):
+        store.upsert_profiles("items", rows(["a", "b"]))
+        assert _limit(store) == "122.0 MiB"  # DuckDB shows 128 MB in MiB
+    assert _limit(store) == default
+    twice = pa.concat_tables([rows(["c"]), rows(["c"])])
+    with (
+        pytest.raises(StoreError, match="more than once"),
+        store.transaction(store.write_memory_limit),
+    ):
+        store.upsert_profiles("items", twice)
+    assert _limit(store) == default
+    assert store.scalar("SELECT count(*) FROM item_profiles") == 2
+    store.close()
+    assert Store.open(None).write_memory_limit is None  # memory: nothing to evict to
+    monkeypatch.setenv("ENRICH_STORE_MEMORY_LIMIT", "300MB")  # the user's limit rules
+    with Store.borrow(tmp_path / "s.duckdb") as limited:
+        assert limited.write_memory_limit is None
+
+
+def test_runs_and_merges_write_under_the_write_limit(tmp_path, monkeypatch) -> None:
+    from enrich import profile_items
+    from enrich.duckdb_memory import default_limit
+    from enrich.staging import merge, stage_items
+    from enrich.testing import HashEmbedder, ScriptedChat
+
+    monkeypatch.delenv("ENRICH_STORE_MEMORY_LIMIT", raising=False)
+    seen: list[str] = []
+    upsert = Store.upsert_profiles
+
+    def spy(self: Store, kind: str, table: pa.Table) -> None:
+        seen.append(_limit(self))
+        upsert(self, kind, table)
+
+    monkeypatch.setattr(Store, "upsert_profiles", spy)
+    frame = pl.DataFrame({"item_id": [1, 2, 3], "title": ["Heat", "Alien", "Brazil"]})
+    out = profile_items(
+        frame, llm=ScriptedChat(), embedder=HashEmbedder(), store=str(tmp_path / "f.duckdb")
+    )
+    assert out.height == 3
+    assert seen == ["122.0 MiB"]
+    staged = stage_items(frame.head(1), llm=ScriptedChat(), embedder=HashEmbedder())
+    assert seen == ["122.0 MiB", default_limit()]  # the staging store, in memory: not held
+    with Store.borrow(tmp_path / "f.duckdb") as store:
+        merge(store, staged)
+    assert seen[2:] == ["122.0 MiB"]
