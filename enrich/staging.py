@@ -79,7 +79,7 @@ def merge(store: Store, *staged: StagedRun) -> None:
     """Write staged runs into ``store``: all of them or nothing (one transaction). Several runs
     go in as one write per table: each write scans the table's keys, so chunks that finished
     together cost one scan, not one each (32 chunks of 64 rows into a 10M-row store: 9.3 s one
-    at a time, 0.81 s together; bench/merge_groups.py)."""
+    at a time, 0.81-0.91 s together; bench/merge_groups.py)."""
     for dim in {s.dim for s in staged if s.dim is not None}:
         store.ensure_profile_tables(dim)
     with store.transaction(store.write_memory_limit):
