@@ -67,6 +67,9 @@ def test_single_sequence_reproduces_create_chat_completion(llama, ml_items) -> N
             ).result()
             assert ours.text == theirs["choices"][0]["message"]["content"]
             assert ours.completion_tokens == theirs["usage"]["completion_tokens"]
+        # every tier of the grammar check was needed and still chose as the full chain does
+        stats = decoder.stats
+        assert stats.grammar_fallbacks > stats.grammar_wide_scans > stats.grammar_full_scans > 0
     finally:
         WORKER.submit(decoder.close).result()
 

@@ -47,8 +47,11 @@ from enrich.errors import EnrichError
 MIN_SHARED_PREFIX = 8
 """Shorter common prefixes are decoded with the rest of the prompt (a copy costs more)."""
 
-TOP_K = 64
-"""Candidates checked against the grammar when the greedy token is not allowed."""
+TOP_K = (64, 2048)
+"""Candidates checked against the grammar when the greedy token is not allowed: the 64 best,
+then the 2,048 best, then the whole vocabulary. Among the tokens the 64 best did not settle,
+the 2,048 best held the grammar's choice 61% of the time (48 ML-100K items, 270 such tokens),
+for ~0.6 ms against the whole vocabulary's 4-8 ms."""
 
 _CANDIDATE = np.dtype([("id", np.intc), ("logit", np.float32), ("p", np.float32)], align=True)
 
@@ -77,6 +80,8 @@ class DecodeStats:
     decode_calls: int = 0
     grammar_fallbacks: int = 0
     """Tokens for which the greedy choice broke the grammar (the next best were checked)."""
+    grammar_wide_scans: int = 0
+    """Fallbacks the 64 best did not settle (the 2,048 best were checked)."""
     grammar_full_scans: int = 0
     """Fallbacks that had to filter the whole vocabulary."""
     decode_seconds: float = 0.0
@@ -451,15 +456,19 @@ class BatchDecoder:
         if seq.grammar is None:
             return token
         # The chain's choice is the best token the grammar allows. Look for it among the greedy
-        # token alone, then the TOP_K best, then the whole vocabulary (slow: ~8 ms): whenever a
-        # tier holds an allowed token, the best of them is the best overall.
+        # token alone, then the TOP_K best, then the whole vocabulary (slow: 4-8 ms): whenever a
+        # tier holds an allowed token, the best of them is the best overall (a tier holds every
+        # token tied with its last, so ties still go to the lowest id).
         if self._best_allowed(seq.grammar, logits, np.array([token], dtype=np.intc)) is not None:
             return token
         self.stats.grammar_fallbacks += 1
-        kth = np.partition(logits, self.n_vocab - TOP_K)[self.n_vocab - TOP_K]
-        best = self._best_allowed(seq.grammar, logits, np.flatnonzero(logits >= kth))
-        if best is not None:
-            return best
+        for k in TOP_K:
+            if k != TOP_K[0]:
+                self.stats.grammar_wide_scans += 1
+            kth = np.partition(logits, self.n_vocab - k)[self.n_vocab - k]
+            best = self._best_allowed(seq.grammar, logits, np.flatnonzero(logits >= kth))
+            if best is not None:
+                return best
         self.stats.grammar_full_scans += 1
         return self._best_allowed(seq.grammar, logits, None)
 
