@@ -2,9 +2,10 @@
 
 DuckDB keeps every block a query or a write read cached up to its memory limit (by default 80%
 of RAM), so a process working on a large store grows by what it touched. The change detection
-(:mod:`enrich.changes`, :mod:`enrich.user_changes`) and the profile writes
-(:meth:`enrich.store.Store.upsert_profiles`) run under a small limit instead: past it DuckDB
-evicts cached blocks and spills to its temporary directory rather than grow.
+(:mod:`enrich.changes`, :mod:`enrich.user_changes`) and the transactions that write profiles
+(``Store.transaction(store.write_memory_limit)``: a run's chunks, the flow's merges) run under a
+small limit instead: past it DuckDB evicts cached blocks and spills to its temporary directory
+rather than grow.
 
 Example:
     >>> import duckdb
