@@ -93,12 +93,20 @@ class Usage:
     """Prompt tokens the provider read from its prompt cache (priced lower where it says so)."""
     cost: float | None = 0.0
     """None: the model's price is unknown."""
-    llm_seconds: float = 0.0
-    """Wall time during which at least one request was being answered (overlapping chunks
-    count once)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _busy: int = field(default=0, repr=False)
     _since: float = field(default=0.0, repr=False)
+    _closed: float = field(default=0.0, repr=False)
+
+    @property
+    def llm_seconds(self) -> float:
+        """Wall time during which at least one request was being answered (overlapping chunks
+        count once). A burst still open counts up to now: overlapped chunks keep one burst open
+        for a whole run, and the ledger row a chunk writes (or a killed run leaves) must hold
+        the time spent so far, or the planner would take its rate from the calls alone."""
+        with self._lock:
+            open_burst = time.perf_counter() - self._since if self._busy else 0.0
+            return self._closed + open_burst
 
     def busy(self, starting: bool) -> None:
         """Mark the start or the end of a burst of requests (bursts may overlap)."""
@@ -111,7 +119,7 @@ class Usage:
             else:
                 self._busy -= 1
                 if self._busy == 0:
-                    self.llm_seconds += now - self._since
+                    self._closed += now - self._since
 
     def add(
         self,

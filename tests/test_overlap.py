@@ -111,3 +111,16 @@ def test_llm_seconds_count_overlapping_bursts_once(monkeypatch) -> None:
     usage.busy(True)  # 7
     usage.busy(False)  # 8
     assert usage.llm_seconds == 6.0
+
+
+def test_llm_seconds_include_the_burst_still_open(monkeypatch) -> None:
+    """Overlapped chunks keep one burst open for the whole run: a ledger row written meanwhile
+    (each chunk's, or a killed run's last) must hold the time spent so far, not 0."""
+    clock = iter([0.0, 1.0, 4.0, 6.0, 9.0])
+    monkeypatch.setattr("enrich.engine.time.perf_counter", lambda: next(clock))
+    usage = Usage()
+    usage.busy(True)  # chunk one from 0
+    usage.busy(True)  # chunk two from 1 (overlapping)
+    usage.busy(False)  # chunk one done at 4; chunk two still answering
+    assert usage.llm_seconds == 6.0  # read at 6
+    assert usage.llm_seconds == 9.0  # read at 9
