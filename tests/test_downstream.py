@@ -313,6 +313,36 @@ def test_every_rung_runs_with_a_scripted_model(tmp_path, embedder) -> None:
 
 
 @pytest.mark.slow
+def test_report_counts_the_rows_the_llm_failed(tmp_path, embedder) -> None:
+    """Rows whose answer fails validation end without an LLM feature: the report says how many
+    each job lost, and the count is the store's recorded errors, not a guess."""
+    from enrich.downstream.evaluate import EvalConfig, evaluate
+    from enrich.store import Store
+    from enrich.testing import GOOD, ScriptedChat
+
+    junk = {**GOOD, "audience": "}\n{"}  # the 135M model's most common failure
+    llm = ScriptedChat(script=lambda text, attempt: junk if "(1995)" in text else GOOD)
+    config = EvalConfig(seeds=(0,), bootstrap=50, train_windows=2, rungs=("0", "1", "2", "3"))
+    store = tmp_path / "eval.duckdb"
+    result = evaluate(config, store, llm=llm, embedder=embedder, out_dir=tmp_path / "report")
+    [items] = result.coverage
+    with Store.borrow(store) as db:
+        (errors,) = db.con.execute(
+            "SELECT count(DISTINCT entity_id) FROM enrich_errors WHERE stage = 'validation'"
+        ).fetchone()
+        (stored,) = db.con.execute("SELECT count(*) FROM item_profiles").fetchone()
+    assert items["job"] == "item profiles" and items["failed"] == errors > 0
+    assert items["profiled"] == items["this_run"] == stored
+    assert items["rows"] == stored + errors == result.plan[0].rows
+    text = result.report_path.read_text()
+    share = f"{errors / items['rows']:.1%}"
+    assert (
+        f"| item profiles | {items['rows']:,} | {stored:,} | {stored:,} | {errors:,} ({share}) |"
+        in text
+    )
+
+
+@pytest.mark.slow
 def test_evaluation_flow_records_its_results(tmp_path, embedder) -> None:
     """The Prefect flow (ephemeral API) runs the same steps and records one eval_id."""
     from enrich.downstream.evaluate import EvalConfig

@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -116,6 +116,8 @@ class Enriched:
     """... and their LLM profiles written from those attributes."""
     user_attrs: pl.DataFrame | None = None
     """Per-user attributes (``user_id`` + attribute columns) where the data has them."""
+    coverage: list[dict[str, Any]] = field(default_factory=list)
+    """What each LLM job returned (:func:`job_coverage`), in the order they ran."""
 
     def vectors(self, kind: str) -> pl.DataFrame | None:
         """Item vectors by kind: ``text`` (raw text, no LLM), ``llm``, ``llm_cf``."""
@@ -155,7 +157,8 @@ class LLMJob:
         settings: EnrichSettings | None = None,
         progress: Any = None,
     ) -> pl.DataFrame:
-        """The profiles (failed rows dropped: they are in ``enrich_errors``)."""
+        """Every row of the job with its ``status``: ``enriched`` (this run), ``skipped``
+        (stored before) or ``failed`` (its error is in ``enrich_errors``)."""
         profile = enrich.profile_items if self.kind == "items" else enrich.profile_users
         out = profile(
             **self.args,
@@ -165,7 +168,26 @@ class LLMJob:
             settings=settings,
             progress=progress,
         )
-        return out.filter(pl.col("status") != "failed")
+        return out
+
+
+def job_coverage(label: str, out: pl.DataFrame) -> dict[str, Any]:
+    """What one LLM job returned: rows asked, rows with a profile (made by this run or stored
+    before) and rows that failed (no LLM feature; ``enrich errors`` lists why).
+
+    Example:
+        >>> out = pl.DataFrame({"status": ["enriched", "skipped", "failed", "enriched"]})
+        >>> job_coverage("item profiles", out)
+        {'job': 'item profiles', 'rows': 4, 'profiled': 3, 'this_run': 2, 'failed': 1}
+    """
+    status = out["status"]
+    return {
+        "job": label,
+        "rows": out.height,
+        "profiled": int((status != "failed").sum()),
+        "this_run": int((status == "enriched").sum()),
+        "failed": int((status == "failed").sum()),
+    }
 
 
 def raw_vectors(

@@ -151,6 +151,26 @@ def markdown(result: Any, config: Any) -> str:
     if result.plan:
         lines += ["", "## LLM plan of this run (before any call)", "", "```"]
         lines += [*plan_table(result.plan, "").splitlines()[1:], "```"]
+    if result.coverage:
+        lines += [
+            "",
+            "## LLM profiles: what each job returned",
+            "",
+            "| job | rows | profiled | of them this run | failed |",
+            "|---|---|---|---|---|",
+        ]
+        for c in result.coverage:
+            share = f" ({c['failed'] / c['rows']:.1%})" if c["rows"] else ""
+            lines.append(
+                f"| {c['job']} | {c['rows']:,} | {c['profiled']:,} | {c['this_run']:,} | "
+                f"{c['failed']:,}{share} |"
+            )
+        lines += [
+            "",
+            "A failed row has no LLM feature: the re-ranker reads its LLM columns as missing and "
+            "the LLM-profile map cannot place it. Why each failed: `enrich errors` on the "
+            "evaluation's store (rows that failed validation are asked again after a backoff).",
+        ]
     if result.counts:
         lines += ["", "## Data: what was read and what was done to it", ""]
         lines += [f"- {k.replace('_', ' ')}: {v:,}" for k, v in result.counts.items()]

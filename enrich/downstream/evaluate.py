@@ -42,6 +42,7 @@ from enrich.downstream.enrichment import (
     attribute_vectors,
     cf_item_job,
     item_job,
+    job_coverage,
     new_user_job,
     new_user_prompt,
     raw_vectors,
@@ -120,6 +121,9 @@ class EvalResult:
     report_path: Path | None = None
     chart_path: Path | None = None
     leaks_global_time: bool = False
+    coverage: list[dict[str, Any]] = field(default_factory=list)
+    """What each LLM job returned: rows, profiled, failed (see
+    :func:`enrich.downstream.enrichment.job_coverage`)."""
 
 
 @dataclass
@@ -266,6 +270,8 @@ def enrich_for(
     windows = {w.name: w for w in prepared.protocol.windows()}
     for job in prepared.jobs:
         out = job.run(llm, embedder, store, settings, progress)
+        enriched.coverage.append(job_coverage(job.label, out))
+        out = out.filter(pl.col("status") != "failed")  # no profile: the rungs read a missing value
         item_id = pl.col("item_id").cast(pl.Utf8)
         if job.role == "llm":
             enriched.llm = out.select(item_id, "embedding")
@@ -410,6 +416,7 @@ def conclude(
         plan=plans or [],
         counts=prepared.counts,
         leaks_global_time=prepared.protocol.leaks_global_time,
+        coverage=prepared.pool.enriched.coverage,
     )
     if new is not None:
         result.new_users = systems_summary(new, config.bootstrap)
