@@ -268,6 +268,7 @@ def enrich_for(
     users: dict[str, pl.DataFrame] = {}
     new: list[pl.DataFrame] = []
     windows = {w.name: w for w in prepared.protocol.windows()}
+    enriched.coverage.clear()  # a retried task counts its jobs once
     for job in prepared.jobs:
         out = job.run(llm, embedder, store, settings, progress)
         enriched.coverage.append(job_coverage(job.label, out))
