@@ -1,13 +1,15 @@
 """Does the bill before the run match the run? Plan vs. actual with the embedded model.
 
-1. Calibration (also the warm-up): 20 ML-100K items and 20 users are profiled into a fresh
-   store, so the ledger holds this model's and prompt's completion tokens and seconds per call.
+1. Calibration (also the warm-up): 40 ML-100K items and 20 users are profiled into a fresh
+   store, so the ledger holds this model's and prompt's completion tokens and seconds per call
+   and its calls per request (answers that fail validation are asked again: ``fix_attempts=1``,
+   the default).
 2. The plan (:func:`enrich.plan_items`, :func:`enrich.plan_users`) of 200 other items and 50
-   other users: requests, prompt tokens (llama.cpp's tokenizer), completion tokens and LLM time
-   (the ledger's rates).
-3. The runs themselves, with ``fix_attempts=0`` so every planned request is sent exactly once
-   (a re-ask would be a request the plan did not count): the calls, prompt and completion
-   tokens the model reported and the LLM seconds measured.
+   other users: requests, expected re-asks (the ledger's rate), prompt tokens (llama.cpp's
+   tokenizer), completion tokens and LLM time (the ledger's rates).
+3. The runs themselves, with the same settings: the requests and calls made, the prompt and
+   completion tokens the model reported and the LLM seconds measured. Prompt tokens are
+   compared on the first requests (re-asks' prompts hold the failed answer: estimated).
 4. What the same requests would cost on two hosted models, from genai-prices' table (no
    network): the plan for each model (OpenAI's tokens counted with tiktoken; Anthropic's
    estimated) and the embedded run's actual tokens at each model's prices.
@@ -40,22 +42,26 @@ HOSTED = ("openai:gpt-4o-mini", "anthropic:claude-3-5-haiku-latest")
 
 def _actual(store: Store, run_id: str) -> dict[str, float]:
     row = store.con.execute(
-        "SELECT llm_calls, tokens_in, tokens_out, llm_seconds, rows_failed FROM runs "
-        "WHERE run_id = ?",
+        "SELECT llm_requests, llm_calls, tokens_in, tokens_out, llm_seconds, rows_failed "
+        "FROM runs WHERE run_id = ?",
         [run_id],
     ).fetchone()
-    return dict(zip(("calls", "prompt", "completion", "seconds", "failed"), row, strict=True))
+    names = ("requests", "calls", "prompt", "completion", "seconds", "failed")
+    return dict(zip(names, row, strict=True))
 
 
 def _compare(label: str, plan: JobPlan, actual: dict[str, float]) -> dict[str, object]:
     seconds = plan.seconds or float("nan")
     row = {
         "job": label,
-        "planned_calls": plan.to_generate,
+        "planned_requests": plan.to_generate,
+        "requests": actual["requests"],
+        "planned_calls": round(plan.calls, 1),
         "calls": actual["calls"],
+        "calls_error": plan.calls / actual["calls"] - 1,
+        "reask_source": plan.reask_source,
         "planned_prompt_tokens": plan.prompt_tokens,
-        "prompt_tokens": actual["prompt"],
-        "prompt_exact": plan.prompt_tokens == actual["prompt"],
+        "prompt_tokens_all_calls": actual["prompt"],
         "planned_completion_tokens": round(plan.completion_tokens),
         "completion_tokens": actual["completion"],
         "completion_error": plan.completion_tokens / actual["completion"] - 1,
@@ -65,9 +71,11 @@ def _compare(label: str, plan: JobPlan, actual: dict[str, float]) -> dict[str, o
         "failed_validation": actual["failed"],
     }
     print(
-        f"{label}: calls {plan.to_generate} planned / {actual['calls']} made; prompt tokens "
-        f"{plan.prompt_tokens} / {actual['prompt']} ({'exact' if row['prompt_exact'] else 'DIFF'}"
-        f"); completion {plan.completion_tokens:.0f} / {actual['completion']} "
+        f"{label}: requests {plan.to_generate} planned / {actual['requests']} sent; calls "
+        f"{plan.calls:.1f} planned / {actual['calls']} made ({row['calls_error']:+.1%}; "
+        f"{plan.reask_source}); prompt tokens of first requests {plan.prompt_tokens}, of all "
+        f"calls {actual['prompt']}; completion {plan.completion_tokens:.0f} / "
+        f"{actual['completion']} "
         f"({row['completion_error']:+.1%}); LLM time {seconds:.0f} s / {actual['seconds']:.0f} s "
         f"({row['time_error']:+.1%})"
     )
@@ -84,10 +92,10 @@ def main() -> None:
     items = data.items.select("item_id", *data.text_cols).sort("item_id")
     log = data.interactions
     text_cols = list(data.text_cols)
-    calib_items, bench_items = items.head(20), items.slice(20, args.items)
+    calib_items, bench_items = items.head(40), items.slice(40, args.items)
     user_ids = log.select("user_id").unique().sort("user_id")["user_id"]
     calib_users, bench_users = user_ids.head(20), user_ids.slice(20, args.users)
-    settings = EnrichSettings(fix_attempts=0)
+    settings = EnrichSettings()  # fix_attempts=1: re-asks happen, and are planned
     user_opts = {
         "time_col": "timestamp",
         "rating_col": "rating",
@@ -104,7 +112,7 @@ def main() -> None:
             store=store,
             **user_opts,
         )
-        print(f"calibration (20 items, 20 users): {time.perf_counter() - t0:.0f} s")
+        print(f"calibration (40 items, 20 users): {time.perf_counter() - t0:.0f} s")
         users_log = log.filter(pl.col("user_id").is_in(bench_users.implode()))
         item_plan = plan_items(bench_items, text_cols=text_cols, store=store, settings=settings)
         user_plan = plan_users(users_log, items, store=store, **user_opts)
@@ -130,7 +138,8 @@ def main() -> None:
             prices = model_prices(model)
             assert prices is not None
             actual_cost = sum(
-                prices.cost(int(r["prompt_tokens"]), int(r["completion_tokens"])) for r in rows
+                prices.cost(int(r["prompt_tokens_all_calls"]), int(r["completion_tokens"]))
+                for r in rows
             )
             hosted.append(
                 {

@@ -87,6 +87,9 @@ class Usage:
     """Counters of one run, updated from LangChain callbacks (thread-safe)."""
 
     llm_calls: int = 0
+    llm_requests: int = 0
+    """Distinct requests sent (first attempts); ``llm_calls - llm_requests`` were re-asks and
+    retries."""
     tokens_in: int = 0
     tokens_out: int = 0
     cached_in: int = 0
@@ -128,9 +131,11 @@ class Usage:
         tokens_out: int = 0,
         cached_in: int = 0,
         cost: float | None = 0.0,
+        requests: int = 0,
     ) -> None:
         with self._lock:
             self.llm_calls += calls
+            self.llm_requests += requests
             self.tokens_in += tokens_in
             self.tokens_out += tokens_out
             self.cached_in += cached_in
@@ -344,6 +349,7 @@ class LLMEngine:
         the first attempt's answers, already had (from a batch): only the re-asks are sent."""
         answers: dict[str, Answer] = {}
         pending = dict(todo)
+        self.usage.add(requests=len(todo))
         for attempt in range(self.settings.fix_attempts + 1):
             if not pending:
                 break

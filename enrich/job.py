@@ -322,8 +322,9 @@ def account(report: RunReport, engine: LLMEngine) -> None:
     """Copy the engine's spend so far into the report (a killed run's ledger row then shows
     what it spent: its committed chunks and the requests answered for the next one)."""
     usage = engine.usage
-    report.llm_calls, report.tokens_in, report.tokens_out = (
+    report.llm_calls, report.llm_requests, report.tokens_in, report.tokens_out = (
         usage.llm_calls,
+        usage.llm_requests,
         usage.tokens_in,
         usage.tokens_out,
     )

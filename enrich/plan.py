@@ -10,16 +10,22 @@ the tokens and time that costs — computed the way the run itself decides, with
 - prompt tokens of the requests to generate: counted with the model's own tokenizer where it is
   available offline (:mod:`enrich.tokens`: llama.cpp's for the embedded model, tiktoken for
   OpenAI models), otherwise estimated (~4 characters a token) and marked as an estimate;
-- completion tokens per request and LLM seconds per token (prompt + completion): from the
+- completion tokens per call and LLM seconds per token (prompt + completion): from the
   ``runs`` ledger of this model and prompt version (``sql/queries/plan_rates.sql``), else of this
   model with any prompt, else unknown (tokens: the schema's upper bound);
+- re-asks: an answer that fails validation is asked again in the same run (``fix_attempts``),
+  with the request, the answer and the error as the prompt. The ledger's calls per first request
+  for this model and prompt with the same ``fix_attempts`` (not another prompt's) gives the expected
+  re-asks; each is planned at the request's prompt, one answer and ~60 tokens of error, and
+  counted in the completion tokens, the time and the cost. Nothing on record: none planned, and
+  the plan says so;
 - cost: each request priced on its own (:mod:`enrich.prices`: the run's prices, else
   genai-prices' table, free for local models; None when unknown).
 
 Example:
     >>> p = plan_items(catalogue, store="features.duckdb")          # doctest: +SKIP
-    >>> p.to_generate, p.prompt_tokens, p.seconds                   # doctest: +SKIP
-    (1682, 237814, 2187.3)
+    >>> p.to_generate, p.calls, p.prompt_tokens, p.seconds          # doctest: +SKIP
+    (1682, 2119.3, 237814, 2187.3)
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ class JobPlan:
     cached: int
     """Rows whose answer is in ``llm_cache``."""
     to_generate: int
-    """Distinct requests the LLM would be sent (before retries)."""
+    """Distinct requests the LLM would be sent (first attempts; re-asks are ``reasks``)."""
     prompt_tokens: int
     tokens_exact: bool
     """True: ``prompt_tokens`` counted by the model's tokenizer; False: an estimate."""
@@ -70,8 +76,16 @@ class JobPlan:
     cost: float | None = None
     """What the requests to generate would cost (None: the model's price is unknown)."""
     price_source: str = "unknown"
+    reasks: float = 0.0
+    """Expected re-asks of answers that fail validation (the ledger's rate; 0: none on record)."""
+    reask_source: str = "no re-ask rate of this prompt on record"
     request_tokens: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
     """Prompt tokens of each request to generate, by cache key."""
+
+    @property
+    def calls(self) -> float:
+        """The LLM calls expected: requests to generate and their expected re-asks."""
+        return self.to_generate + self.reasks
 
     def without(self, keys: set[str]) -> JobPlan:
         """This plan less the requests in ``keys`` (already planned by another job)."""
@@ -87,6 +101,7 @@ class JobPlan:
             prompt_tokens=sum(left.values()),
             completion_tokens=self.completion_tokens * share,
             seconds=None if self.seconds is None else self.seconds * share,
+            reasks=self.reasks * share,
             request_tokens=left,
         )
 
@@ -102,6 +117,7 @@ class JobPlan:
         return (
             f"{self.kind:<{width}} {self.rows:>7} {self.stored:>7} {self.no_text:>6} "
             f"{self.held:>5} {self.cached:>7} {self.shared:>6} {self.to_generate:>8} "
+            f"{self.reasks:>7.0f} "
             f"{approx + str(self.prompt_tokens):>11} {self.completion_tokens:>9.0f} {secs:>10} "
             f"{_money(self.cost):>9}"
         )
@@ -111,14 +127,16 @@ def header(width: int = 10) -> str:
     """The header of a plan table."""
     return (
         f"{'job':<{width}} {'rows':>7} {'stored':>7} {'empty':>6} {'held':>5} {'cached':>7} "
-        f"{'shared':>6} {'generate':>8} {'prompt tok':>11} {'out tok':>9} {'LLM time':>10} "
+        f"{'shared':>6} {'generate':>8} {'re-asks':>7} {'prompt tok':>11} {'out tok':>9} "
+        f"{'LLM time':>10} "
         f"{'cost':>9}"
     )
 
 
 HEADER = header()
 """Rows: stored (skipped), empty (nothing to describe: recorded), held (failure memory), cached
-(answer in ``llm_cache``), shared (a prompt another row sends), generate (requests to send)."""
+(answer in ``llm_cache``), shared (a prompt another row sends), generate (requests to send);
+re-asks: the calls expected beyond them (answers that fail validation, asked again)."""
 
 
 def plan_table(plans: list[JobPlan], title: str = "LLM plan:") -> str:
@@ -131,35 +149,37 @@ def plan_table(plans: list[JobPlan], title: str = "LLM plan:") -> str:
     ...             price_source="genai-prices 0.2.3: openai/gpt-4o-mini")
     >>> print(plan_table([p]))  # doctest: +NORMALIZE_WHITESPACE
     LLM plan:
-    job  rows stored empty held cached shared generate prompt tok out tok LLM time    cost
-    items  10      4     0    1      2      0        3        900     150  0.5 min $0.0012
+    job rows stored empty held cached shared generate re-asks prompt tok out tok LLM time cost
+    items 10     4     0    1      2      0        3       0        900     150  0.5 min $0.0012
     total: 3 LLM requests to generate, 900 prompt tokens, ~150 completion tokens, LLM time
     0.5 min, cost $0.0012
-    sources: m: prompt tokens by tiktoken; rates from ledger: this prompt; prices from
-    genai-prices 0.2.3: openai/gpt-4o-mini
+    sources: m: prompt tokens by tiktoken; rates from ledger: this prompt; no re-ask rate of
+    this prompt on record; prices from genai-prices 0.2.3: openai/gpt-4o-mini
     """
     if not plans:
         return "LLM plan: nothing needs an LLM call."
     width = max(10, *(len(p.kind) for p in plans))
     lines = [title, header(width), *(p.line(width) for p in plans)]
     generate = sum(p.to_generate for p in plans)
+    reasks = sum(p.reasks for p in plans)
+    calls = f" (~{generate + reasks:.0f} LLM calls with ~{reasks:.0f} re-asks)" if reasks else ""
     seconds = [p.seconds for p in plans if p.to_generate]
     known = all(s is not None for s in seconds)
     total = f"{sum(seconds) / 60:.1f} min" if known and seconds else "unknown"  # type: ignore[arg-type]
     costs = [p.cost for p in plans if p.to_generate]
     cost = None if any(c is None for c in costs) else sum(costs)  # type: ignore[arg-type]
     lines.append(
-        f"total: {generate} LLM requests to generate, "
+        f"total: {generate} LLM requests to generate{calls}, "
         f"{sum(p.prompt_tokens for p in plans)} prompt tokens"
         f"{'' if all(p.tokens_exact for p in plans) else ' (estimated)'}, "
         f"~{sum(p.completion_tokens for p in plans):.0f} completion tokens, LLM time {total}, "
         f"cost {_money(cost)}"
     )
-    for model, tokenizer, rates, prices in {
-        (p.model, p.tokenizer, p.rate_source, p.price_source): None for p in plans
+    for model, tokenizer, rates, reask, prices in {
+        (p.model, p.tokenizer, p.rate_source, p.reask_source, p.price_source): None for p in plans
     }:
         lines.append(
-            f"sources: {model}: prompt tokens by {tokenizer}; rates from {rates}; "
+            f"sources: {model}: prompt tokens by {tokenizer}; rates from {rates}; {reask}; "
             f"prices from {prices}"
         )
     return "\n".join(lines)
@@ -224,13 +244,18 @@ def _plan(
     fresh = {k: m for k, m in requests.items() if k not in cached}
     tokenizer = tokenizer_for(llm, schema)
     counts = tokenizer(list(fresh.values()))
-    per_request, seconds_per_token, source = _rates(store, engine.model, engine.prompt_version)
+    rates = _rates(store, engine.model, engine.prompt_version, s.fix_attempts)
+    per_request, seconds_per_token, source = rates.per_call, rates.seconds_per_token, rates.source
     if per_request is None:
         per_request = float(getattr(llm, "max_tokens", None) or _schema_bound(schema))
         source += "; output tokens: upper bound"
     prices = engine.prices
     if s.batch:  # the provider's queue sets the time, within its completion window
         seconds_per_token, source = None, source + "; time: the batch window (up to 24 h)"
+    reasks = rates.reasks_per_request * len(fresh)
+    # a re-ask's prompt: the request, the answer it failed with and the error (~60 tokens)
+    reask_prompt = (sum(counts) / len(fresh) + per_request + 60.0) if fresh else 0.0
+    calls = len(fresh) + reasks
     return JobPlan(
         kind=label,
         model=engine.model,
@@ -244,13 +269,18 @@ def _plan(
         prompt_tokens=sum(counts),
         tokens_exact=tokenizer.exact,
         tokenizer=tokenizer.name,
-        completion_tokens=per_request * len(fresh),
+        completion_tokens=per_request * calls,
         seconds=None
         if seconds_per_token is None
-        else seconds_per_token * (sum(counts) + per_request * len(fresh)),
+        else seconds_per_token * (sum(counts) + reasks * reask_prompt + per_request * calls),
         rate_source=source,
-        cost=None if prices is None else sum(prices.cost(t, round(per_request)) for t in counts),
+        cost=None
+        if prices is None
+        else sum(prices.cost(t, round(per_request)) for t in counts)
+        + reasks * prices.cost(round(reask_prompt), round(per_request)),
         price_source="unknown" if prices is None else prices.source,
+        reasks=reasks,
+        reask_source=rates.reask_source,
         request_tokens=dict(zip(fresh, counts, strict=True)),
     )
 
@@ -274,19 +304,51 @@ def plan_users(
     return replace(plan, kind=label)  # type: ignore[arg-type]
 
 
-def _rates(store: Store, model: str, prompt_version: str) -> tuple[float | None, float | None, str]:
-    """``(completion tokens per request, LLM seconds per token)`` from the ledger, and their
-    source. Time is charged per token (prompt + completion), not per request, so requests with
-    longer prompts than the ledger's plan longer."""
+@dataclass(frozen=True)
+class _Rates:
+    per_call: float | None
+    """Completion tokens per call (None: nothing on record)."""
+    seconds_per_token: float | None
+    """LLM seconds per token, prompt and completion (None: nothing on record)."""
+    source: str
+    reasks_per_request: float
+    """Calls beyond the first per request (re-asks and retries; 0: nothing on record)."""
+    reask_source: str
+
+
+def _rates(store: Store, model: str, prompt_version: str, fix_attempts: int) -> _Rates:
+    """Completion tokens per call, LLM seconds per token and re-asks per request from the
+    ledger, and their sources. Time is charged per token (prompt + completion), not per request,
+    so requests with longer prompts than the ledger's plan longer."""
     rows = store.con.execute(
-        read_sql("queries/plan_rates.sql"), {"model": model, "prompt_version": prompt_version}
+        read_sql("queries/plan_rates.sql"),
+        {"model": model, "prompt_version": prompt_version, "fix_attempts": fix_attempts},
     ).fetchall()
-    by_scope = {scope: (tin, tout, secs, n) for scope, tin, tout, secs, n in rows}
-    for scope, source in (("prompt", "ledger: this prompt"), ("model", "ledger: this model")):
-        tin, tout, secs, n = by_scope.get(scope, (None, None, None, 0))
+    by_scope = {scope: rest for scope, *rest in rows}
+    scopes = (("prompt", "ledger: this prompt"), ("model", "ledger: this model"))
+    per_call = seconds_per_token = None
+    source = "no run of this model on record"
+    for scope, label in scopes:
+        tin, tout, secs, n, _, _ = by_scope.get(scope, (None, None, None, 0, 0, 0))
         if n:
-            return tout / n, secs / max(tin + tout, 1.0), source
-    return None, None, "no run of this model on record"
+            per_call, seconds_per_token, source = tout / n, secs / max(tin + tout, 1.0), label
+            break
+    # re-asks from this prompt only: another prompt's failure rate says little of this one's
+    # (on the embedded model 2% of item answers fail validation, 55% of user answers)
+    *_, requests, calls = by_scope.get("prompt", (None, None, None, 0, 0, 0))
+    if not requests:
+        return _Rates(per_call, seconds_per_token, source, 0.0, _NO_REASK_RATE)
+    reask_source = f"re-asks {calls / requests:.2f} calls a request (ledger: this prompt, "
+    return _Rates(
+        per_call,
+        seconds_per_token,
+        source,
+        calls / requests - 1.0,
+        f"{reask_source}{requests} requests)",
+    )
+
+
+_NO_REASK_RATE = "no re-ask rate of this prompt on record (re-asks not planned)"
 
 
 def _schema_bound(schema: type[BaseModel]) -> int:

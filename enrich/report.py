@@ -38,6 +38,8 @@ class RunReport:
     rows_generated: int = 0
     rows_failed: int = 0
     llm_calls: int = 0
+    llm_requests: int = 0
+    """Distinct requests sent (first attempts): ``llm_calls`` less re-asks and retries."""
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float | None = 0.0

@@ -34,7 +34,7 @@ from enrich.ledger import Ledger
 from enrich.profile_rows import ProfileRows
 from enrich.sqlfiles import read_sql, sql_files
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 log = logging.getLogger(__name__)
 _MIGRATION = re.compile(r"^(\d{4})_.*\.sql$")
 

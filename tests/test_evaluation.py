@@ -300,6 +300,48 @@ def test_plan_items_counts_what_the_run_does(tmp_path, embedder) -> None:
     assert one.seconds is not None and one.rate_source == "ledger: this prompt"
 
 
+def test_plan_counts_the_reasks_the_ledger_measured(tmp_path, embedder) -> None:
+    """Answers that fail validation are asked again in the run: the plan counts them at the
+    rate the ledger measured for this model, prompt and ``fix_attempts``."""
+    from enrich.config import EnrichSettings
+    from enrich.plan import plan_items
+
+    ending_0_to_3 = [f"Film {d}{e} " for d in range(10) for e in range(4)]
+
+    def script(text: str, attempt: int) -> dict:  # films ending in 0-3: junk, then fixed
+        first_try_fails = attempt == 0 and any(f in text for f in ending_0_to_3)
+        return {**GOOD, "summary": "short"} if first_try_fails else GOOD
+
+    llm = ScriptedChat(script=script)
+    store = str(tmp_path / "f.duckdb")
+    first = pl.DataFrame({"item_id": range(10), "title": [f"Film {n:02d} x" for n in range(10)]})
+    _, calibration = enrich.profile_items(
+        first, llm=llm, embedder=embedder, store=store, with_report=True
+    )
+    assert (calibration.llm_calls, calibration.llm_requests) == (14, 10)  # 00-03 asked twice
+
+    later = pl.DataFrame(
+        {"item_id": range(10, 30), "title": [f"Film {n:02d} x" for n in range(10, 30)]}
+    )
+    planned = plan_items(later, llm=llm, store=store)
+    assert planned.to_generate == 20 and planned.reasks == pytest.approx(20 * 4 / 10)
+    assert "1.40 calls a request" in planned.reask_source
+    per_call = calibration.tokens_out / 14  # every call's answer, re-asks included
+    assert planned.completion_tokens == pytest.approx(28 * per_call)
+    _, run = enrich.profile_items(later, llm=llm, embedder=embedder, store=store, with_report=True)
+    assert run.llm_calls == 28 == planned.calls  # 10-13 and 20-23 fail once: 8 re-asks
+    # with no re-ask allowed, the ledger has no run like it: none planned, and it says so
+    none = plan_items(later, llm=llm, store=str(tmp_path / "g.duckdb"))
+    assert none.reasks == 0 and "not planned" in none.reask_source
+    strict = plan_items(
+        later.with_columns(pl.col("title") + " again"),
+        llm=llm,
+        store=store,
+        settings=EnrichSettings(fix_attempts=0),
+    )
+    assert strict.reasks == 0 and "not planned" in strict.reask_source
+
+
 @pytest.mark.slow
 def test_plan_counts_prompt_tokens_with_the_model_tokenizer(tmp_path, chat, embedder) -> None:
     from enrich.plan import plan_items

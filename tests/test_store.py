@@ -95,12 +95,12 @@ def test_migration_8_drops_the_profile_keys_and_keeps_every_row(tmp_path) -> Non
         con.execute(ddl.group(0).replace("\n);", f",\n    PRIMARY KEY ({key})\n);"))
         con.execute(f"INSERT INTO {table} SELECT * FROM v7")
         con.execute("DROP TABLE v7")
-    con.execute("DELETE FROM enrich_schema_version WHERE version = 8")
+    con.execute("DELETE FROM enrich_schema_version WHERE version >= 8")
     assert _primary_keys(store) == ["item_profiles", "user_profiles"]
     store.close()
 
     migrated = Store.open(path)
-    assert migrated.schema_version() == SCHEMA_VERSION == 8
+    assert migrated.schema_version() == SCHEMA_VERSION == 9
     assert _primary_keys(migrated) == []
     after = migrated.con.execute("SELECT * FROM item_profiles ORDER BY item_id").fetchall()
     assert after == before
@@ -116,10 +116,10 @@ def test_migration_8_on_a_store_without_profile_tables(tmp_path) -> None:
     path = tmp_path / "s.duckdb"
     Store.open(path).close()  # no profile written yet: no dimension, no profile tables
     con = duckdb.connect(str(path))
-    con.execute("DELETE FROM enrich_schema_version WHERE version = 8")
+    con.execute("DELETE FROM enrich_schema_version WHERE version >= 8")
     con.close()
     store = Store.open(path)
-    assert store.schema_version() == 8
+    assert store.schema_version() == SCHEMA_VERSION == 9
     store.ensure_profile_tables(4)  # created from today's file: without the key
     assert _primary_keys(store) == []
     store.close()
@@ -218,6 +218,7 @@ def test_every_sql_file_runs() -> None:
         "endpoint": "http://127.0.0.1:9/v1",
         "embedder": "other-embedder",
         **{"base_s": 3600.0, "max_s": 86400.0, "now": datetime(2026, 1, 1)},
+        "fix_attempts": 1,
         "ids": ["a"],
     }
     store.con.register("wanted", pa.table({"request_key": ["k"]}))  # relations queries read
