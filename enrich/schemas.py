@@ -32,6 +32,26 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 
 Keyword = Annotated[str, StringConstraints(min_length=2, max_length=24, strip_whitespace=True)]
 
+_NOT_IN_LABEL = r'0-9"\\<>{}\[\]()\n.,;:!?/|*#=+_~^$%@`'
+LABEL_PATTERN = rf"^[^ \t{_NOT_IN_LABEL}][^{_NOT_IN_LABEL}]{{1,23}}$"
+"""A label in words: any script, spaces, ``&``, ``'`` and ``-``; no digit, bracket or other
+punctuation. In the grammar this keeps a small model from copying the prompt into a label (a
+rating such as "2.0", "Title (1995)", JSON brackets), which the junk rules would reject."""
+Label = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=24, strip_whitespace=True, pattern=LABEL_PATTERN),
+]
+
+SENTENCE_PATTERN = r'^[^ \t\n0-9,;:.!?"\\<>{}\[\]()`-][^"\\<>{}\[\]()\n;`]{9,219}$'
+"""A sentence of 10-220 characters that starts with a letter or another script's character (not
+a digit, space or punctuation) and holds no JSON or markup character, parenthesis, semicolon or
+newline. Grammar-constrained without it, SmolLM2-135M opened most user summaries with the token
+``",`` (a quote and a comma: a JSON string that starts with a comma) and went on copying the
+prompt's list of ``Title (1995) (4.0);`` entries or its ``162 interactions, average rating 3.0``
+line; unconstrained it starts "This user ...". A taste needs none of those characters, a copied
+list needs all of them (``bench/user_answers.py``)."""
+
+
 AUDIENCES = (
     "children",
     "families",
@@ -157,18 +177,34 @@ class FreeTextItemProfile(BaseModel):
 
 
 class UserProfile(BaseModel):
-    """Default user profile: a taste summary, liked and disliked themes, preference keywords."""
+    """Default user profile: a taste summary, liked and disliked themes, preference keywords.
+
+    The summary is a sentence that starts with a word and the lists hold labels in words
+    (:data:`SENTENCE_PATTERN`, :data:`LABEL_PATTERN`: part of the grammar and of validation).
+
+    >>> UserProfile(summary="Enjoys dark crime dramas.", liked=["Film-Noir"], disliked=[],
+    ...             keywords=["heist"]).liked
+    ['Film-Noir']
+    >>> UserProfile(summary=", Most recent: Heat (1995) (4.0)", liked=["2.0"], disliked=[],
+    ...             keywords=["x y"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    pydantic_core._pydantic_core.ValidationError: 2 validation errors for UserProfile
+    ...
+    """
 
     summary: str = Field(
-        min_length=10, max_length=220, description="One sentence on what this user enjoys."
+        min_length=10,
+        max_length=220,
+        pattern=SENTENCE_PATTERN,
+        description="One sentence on what this user enjoys.",
     )
-    liked: list[Keyword] = Field(
+    liked: list[Label] = Field(
         min_length=1, max_length=4, description="Genres or themes the user likes."
     )
-    disliked: list[Keyword] = Field(
+    disliked: list[Label] = Field(
         min_length=0, max_length=3, description="Genres or themes the user avoids."
     )
-    keywords: list[Keyword] = Field(
+    keywords: list[Label] = Field(
         min_length=1, max_length=4, description="Free-form preference keywords."
     )
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import polars as pl
 import pytest
+from pydantic import ValidationError
 
 import enrich
 import enrich.testing
@@ -118,6 +120,43 @@ def test_missing_columns_are_named(ml) -> None:
     ratings, items, _ = ml
     with pytest.raises(enrich.InputError, match=r"interactions lack column\(s\) \['ts'\]"):
         enrich.profile_users(ratings, items, time_col="ts")
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        ", Most recent: Mulholland Falls (1996), ",  # the leading '",' token of SmolLM2
+        "162 interactions, average rating 3.0; most recent: Hamlet",  # the history line
+        "Heat (1995) (4.0); Babe (1995) (5.0); Fargo (1996)",  # the list of titles
+        'Likes {"liked": dramas}',
+        "Likes dramas\nand westerns",
+    ],
+)
+def test_user_summary_must_be_a_sentence_not_a_copied_list(summary: str) -> None:
+    with pytest.raises(ValidationError, match="summary"):
+        UserProfile(summary=summary, liked=["drama"], disliked=[], keywords=["crime"])
+
+
+@pytest.mark.parametrize("label", ["2.0", "The (1997)", "Fargo]", "history: 12", ", Heat"])
+def test_user_labels_are_words(label: str) -> None:
+    with pytest.raises(ValidationError, match="liked"):
+        UserProfile(summary="Enjoys dark dramas.", liked=[label], disliked=[], keywords=["x y"])
+
+
+def test_user_profile_patterns_take_any_script_and_reach_the_grammar() -> None:
+    from enrich.llm.batched import grammar_for_schema
+
+    ok = UserProfile(
+        summary="Cet utilisateur aime les films noirs, pas les comédies.",
+        liked=["Film-Noir", "Children's", "rock & roll", "犯罪"],
+        disliked=[],
+        keywords=["Amélie"],
+    )
+    assert ok.liked[3] == "犯罪"
+    grammar = grammar_for_schema(json.dumps(UserProfile.model_json_schema()))
+    # the summary's first character may not be a comma, a digit, a space or a bracket
+    assert 'summary ::= "\\"" [^ \\t\\n0-9,;:.!?' in grammar
+    assert "liked-item-1 ::= [^0-9" in grammar
 
 
 @pytest.mark.slow
