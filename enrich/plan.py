@@ -325,17 +325,18 @@ def _rates(store: Store, model: str, prompt_version: str, fix_attempts: int) -> 
         {"model": model, "prompt_version": prompt_version, "fix_attempts": fix_attempts},
     ).fetchall()
     by_scope = {scope: rest for scope, *rest in rows}
+    nothing = (None, None, None, 0, 0, 0)
     scopes = (("prompt", "ledger: this prompt"), ("model", "ledger: this model"))
     per_call = seconds_per_token = None
     source = "no run of this model on record"
     for scope, label in scopes:
-        tin, tout, secs, n, _, _ = by_scope.get(scope, (None, None, None, 0, 0, 0))
+        tin, tout, secs, n, _, _ = by_scope.get(scope, nothing)
         if n:
             per_call, seconds_per_token, source = tout / n, secs / max(tin + tout, 1.0), label
             break
     # re-asks from this prompt only: another prompt's failure rate says little of this one's
     # (bench/plan_accuracy.py: 1% of the embedded model's item answers re-asked, 74% of users')
-    *_, requests, calls = by_scope.get("prompt", (None, None, None, 0, 0, 0))
+    *_, requests, calls = by_scope.get("prompt", nothing)
     if not requests:
         return _Rates(per_call, seconds_per_token, source, 0.0, _NO_REASK_RATE)
     reask_source = f"re-asks {calls / requests:.2f} calls a request (ledger: this prompt, "

@@ -6,9 +6,9 @@
 -- Columns: scope, tokens_in, tokens_out, llm_seconds (sums over every online run on record;
 --          a batch-mode run's LLM time is the provider's queue, not the model's), calls;
 --          requests, requests_calls: first requests and all calls of the online runs that
---          recorded their first requests (runs.llm_requests) with $fix_attempts re-asks allowed
---          (the planner reads them for scope 'prompt' only: another prompt's failure rate says
---          little of this one's).
+--          recorded their first requests (runs.llm_requests) with $fix_attempts re-asks allowed;
+--          scope 'prompt' only (0 for 'model': another prompt's failure rate says little of
+--          this one's).
 -- Parameters: $model (VARCHAR), $prompt_version (VARCHAR), $fix_attempts (INTEGER).
 
 WITH wanted AS (SELECT $model::VARCHAR AS model, $prompt_version::VARCHAR AS prompt_version),
@@ -37,6 +37,6 @@ SELECT 'model',
        sum(tokens_out)::DOUBLE,
        sum(llm_seconds),
        coalesce(sum(llm_calls), 0),
-       coalesce(sum(llm_requests) FILTER (counts_requests), 0),
-       coalesce(sum(llm_calls) FILTER (counts_requests), 0)
+       0,  -- re-asks are planned from this prompt's runs only
+       0
 FROM online;
