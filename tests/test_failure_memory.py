@@ -12,6 +12,7 @@ from enrich.config import EnrichSettings
 from enrich.errors import TransientError
 from enrich.plan import plan_items
 from enrich.report import utc_now
+from enrich.sqlfiles import read_sql
 from enrich.store import Store
 from enrich.testing import GOOD, HashEmbedder, ScriptedChat
 
@@ -63,6 +64,19 @@ def test_a_failing_row_is_not_asked_again_on_the_next_run() -> None:
         "SELECT count(*) FROM enrich_errors WHERE entity_id = '2' AND stage = 'held'"
     ).fetchone()
     assert held == (1,)
+
+
+def test_the_cost_ledger_counts_held_and_empty_rows_as_no_entities() -> None:
+    """Per-1,000-entity figures divide by the rows a request was sent for: a re-run that holds
+    a failing row or meets an empty one adds no entity (it used to add one per held row)."""
+    store = Store.open(None)
+    with_empty = pl.concat([CATALOGUE, pl.DataFrame({"item_id": [4], "title": ["  "]})])
+    _run(store, ScriptedChat(script=_bad_for_cursed), with_empty)  # 2 stored, 1 failed, 1 empty
+    again = ScriptedChat(script=_bad_for_cursed)
+    _run(store, again, with_empty)  # 2 skipped, item 2 held, item 4 empty again
+    assert _calls_for(again, "Cursed") == 0
+    ledger = store.con.sql(read_sql("queries/llm_cost_per_prompt.sql")).pl()
+    assert ledger.select("calls", "entities").rows() == [(4, 3)]  # 2 + 2 calls; items 1, 2, 3
 
 
 def test_the_backoff_doubles_with_each_failure() -> None:
